@@ -1,0 +1,396 @@
+// Node implementation of Moddable's "securesocket" module (modules/crypt/securesocket over
+// modules/network/socket and the ssl/* TLS stack), for running device code unchanged on the desktop.
+//
+// Calling conventions, as in the SDK source:
+// - new SecureSocket({host | address, port, secure: {...}}); the owner sets `callback(message, value)`.
+// - Messages: 1 connected (TLS handshake done), 2 readable (value = plaintext bytes, at most 1024
+//   per call), 3 writable (value = bytes that may be written), -1 disconnected, -2 error. After -1
+//   or -2 the socket is closed; nothing follows.
+// - read() works only inside a readable callback, on that chunk: read() returns the bytes left,
+//   read(ArrayBuffer | String | Number | null[, count | terminator]) takes them; bytes left unread
+//   when the callback returns are lost, as on the device.
+// - write(...values) takes strings, byte-valued numbers and buffers; write() returns the bytes that
+//   may be written; asking for more than that throws "can't write all data"; writing to a closed
+//   socket throws.
+// - Every callback runs on a later event-loop turn, never inside the constructor, write or close.
+//
+// Moddable's TLS limits are enforced so a set-up that fails on the device fails here with the same
+// kind of error (a throw from the constructor where the device throws there, else message -2),
+// and the reason is traced, as the device's TLS stack traces some of its own:
+// TLS 1.2 only; the device's cipher suites (DHE only when config tls.DHE_RSA is on, and then it
+// fails when the server asks for a client certificate); P-256 for ECDHE; DER certificates; an
+// unencrypted PKCS#8 RSA client key; the server must send its chain; the name check uses
+// subjectAltName only; verification is on unless secure.verify is false.
+import { isIP, Socket as TcpSocket } from "node:net";
+import { Duplex } from "node:stream";
+import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from "node:tls";
+import type { X509Certificate } from "node:crypto";
+import config from "./config.ts";
+import { trace } from "./trace.ts";
+import { bytesOf, checkCertificateDer, checkClientCredentials, checkServerChain, isWithinValidity, type Checked, type ClientCredentials } from "./tls-inputs.ts";
+import { alertName, ServerHandshakeObserver } from "./tls-observer.ts";
+
+export const MESSAGE_CONNECTED = 1;
+export const MESSAGE_READABLE = 2;
+export const MESSAGE_WRITABLE = 3;
+export const MESSAGE_DISCONNECTED = -1;
+export const MESSAGE_ERROR = -2;
+
+export type SecureSocketCallback = (message: number, value?: number) => void;
+type WriteValue = string | number | ArrayBuffer | ArrayBufferView;
+type ReadType = typeof ArrayBuffer | typeof String | typeof Number | null;
+
+/** The ESP32 build's lwIP TCP send buffer (CONFIG_LWIP_TCP_SND_BUF_DEFAULT in Moddable's sdkconfig). */
+export const SEND_BUFFER_BYTES = 8192;
+/** securesocket.js and modsecuresocket.c reserve this much of the send buffer for TLS framing. */
+const TLS_OVERHEAD_ESTIMATE = 128;
+/** securesocket.js hands decrypted data to its owner in pieces of at most this size. */
+const MAX_READABLE_CHUNK = 1024;
+
+const TLS_1_2 = 0x0303;
+const MIN_PROTOCOL_VERSION = 0x0301;
+
+// The cipher suites of ssl/ssl_ciphersuites.js, in the order the device offers them.
+const RSA_SUITES = ["AES128-SHA", "AES256-SHA", "AES128-SHA256", "AES256-SHA256"];
+const DHE_RSA_SUITES = ["DHE-RSA-AES128-SHA256", "DHE-RSA-AES256-SHA256", "DHE-RSA-AES128-GCM-SHA256"];
+const ECDHE_SUITES = ["ECDHE-RSA-AES128-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES128-GCM-SHA256"];
+const DHE_RSA_SUITE_IDS = new Set([0x0067, 0x006b, 0x009e]);
+
+interface SecureOptions {
+  protocolVersion?: number;
+  certificate?: unknown;
+  clientCertificates?: unknown;
+  clientKey?: unknown;
+  serverName?: string;
+  applicationLayerProtocolNegotiation?: unknown;
+  verify?: boolean;
+}
+
+export interface SecureSocketOptions {
+  host?: string;
+  address?: string;
+  port: number;
+  secure?: SecureOptions;
+  [other: string]: unknown;
+}
+
+interface ReadableChunk {
+  readonly bytes: Buffer;
+  position: number;
+}
+
+class TlsLimitError extends Error {}
+
+function traceReason(reason: string): void {
+  trace(`securesocket: ${reason}\n`);
+}
+
+function offeredCipherSuites(): string {
+  const tls = (config as { tls?: { DHE_RSA?: unknown; ECDHE_RSA?: unknown } }).tls ?? {};
+  return [...RSA_SUITES, ...(tls.DHE_RSA ? DHE_RSA_SUITES : []), ...(tls.ECDHE_RSA ? ECDHE_SUITES : [])].join(":");
+}
+
+/** The ALPN list (a string, buffer or array of them) in the wire form node:tls also accepts. */
+function alpnWireFormat(value: unknown): Checked<Buffer> {
+  const items = Array.isArray(value) ? value : [value];
+  const parts: Buffer[] = [];
+  for (const item of items) {
+    const bytes = typeof item === "string" ? Buffer.from(item) : bytesOf(item);
+    // ssl_handshake.js throws "invalid protocol" while building the ClientHello.
+    if (!bytes || bytes.length < 1 || bytes.length > 255) return { ok: false, problem: "invalid protocol in applicationLayerProtocolNegotiation" };
+    parts.push(Buffer.of(bytes.length), bytes);
+  }
+  return { ok: true, value: Buffer.concat(parts) };
+}
+
+/** Passes bytes between node:tls and the TCP socket, showing the server's handshake to an observer. */
+class ObservedTransport extends Duplex {
+  pendingBytes = 0;
+
+  constructor(
+    private readonly tcp: TcpSocket,
+    private readonly inspect: (chunk: Buffer) => boolean,
+    private readonly onFlushed: () => void,
+  ) {
+    super();
+    tcp.on("data", (chunk: Buffer) => {
+      if (this.inspect(chunk) && !this.push(chunk)) tcp.pause();
+    });
+    tcp.on("end", () => this.push(null));
+    tcp.on("error", (error) => this.destroy(error));
+    tcp.on("close", () => this.destroy());
+  }
+
+  override _read(): void {
+    this.tcp.resume();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
+    this.pendingBytes += chunk.length;
+    this.tcp.write(chunk, (error) => {
+      this.pendingBytes -= chunk.length;
+      done(error);
+      this.onFlushed();
+    });
+  }
+
+  override _final(done: (error?: Error | null) => void): void {
+    this.tcp.end(done);
+  }
+
+  override _destroy(error: Error | null, done: (error?: Error | null) => void): void {
+    this.tcp.destroy();
+    done(error);
+  }
+}
+
+export default class SecureSocket {
+  callback: SecureSocketCallback | undefined;
+
+  private tcp: TcpSocket | undefined;
+  private tls: TLSSocket | undefined;
+  private transport: ObservedTransport | undefined;
+  private connected = false;
+  private closed = false;
+  private reported = false;
+  private readable: ReadableChunk | undefined;
+  private awaitingWritable = false;
+
+  private readonly serverName: string;
+  private readonly verify: boolean;
+  private readonly ca: X509Certificate | undefined;
+  private readonly alpn: Buffer | undefined;
+  private readonly clientCredentials: Checked<ClientCredentials> | undefined;
+  private readonly startupProblem: string | undefined;
+  private cipherSuite = 0;
+  private certificateRequested = false;
+
+  constructor(options: SecureSocketOptions) {
+    if (options === null || typeof options !== "object") throw new TypeError("securesocket: options object required");
+    if (options.sock !== undefined) throw new Error("securesocket: wrapping an existing socket (sock) is not supported on the desktop");
+    const secure: SecureOptions = options.secure ?? {};
+    const destination = options.address ?? options.host;
+    if (typeof destination !== "string" || destination === "") throw new Error("securesocket: host or address required");
+    const port = Number(options.port);
+    if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new RangeError("securesocket: invalid port");
+
+    // Checks the device makes while constructing its TLS session: these throw from the constructor.
+    if (secure.protocolVersion !== undefined) {
+      if (secure.protocolVersion < MIN_PROTOCOL_VERSION || secure.protocolVersion > TLS_1_2) throw new Error("protocolVersion: not supported");
+      if (secure.protocolVersion !== TLS_1_2) throw new Error("protocolVersion: the desktop simulation offers TLS 1.2 (0x303) only");
+    }
+    this.verify = secure.verify ?? true;
+    if (secure.certificate !== undefined && this.verify) {
+      const checked = checkCertificateDer(secure.certificate, "secure.certificate");
+      if (!checked.ok) throw new Error(`x509: malformed input (${checked.problem})`);
+      if (!isWithinValidity(checked.value)) throw new Error("date validation failed (secure.certificate is expired or not yet valid)");
+      this.ca = checked.value;
+    }
+    this.serverName = String(secure.serverName ?? options.host ?? destination);
+
+    // Checks the device makes later, during the handshake: these end in message -2.
+    let startupProblem: string | undefined;
+    if (secure.applicationLayerProtocolNegotiation !== undefined) {
+      const checked = alpnWireFormat(secure.applicationLayerProtocolNegotiation);
+      if (checked.ok) this.alpn = checked.value;
+      else startupProblem = checked.problem;
+    }
+    this.clientCredentials = checkClientCredentials(secure.clientCertificates, secure.clientKey);
+    this.startupProblem = startupProblem;
+
+    const tcp = new TcpSocket();
+    this.tcp = tcp;
+    tcp.once("connect", () => this.startTls(tcp));
+    tcp.on("error", (error) => this.fail(error.message));
+    tcp.connect({ host: destination, port });
+  }
+
+  read(type?: ReadType, limit?: number | string): ArrayBuffer | string | number | undefined {
+    const chunk = this.readable;
+    // On the device the chunk exists only during the readable callback; elsewhere read throws.
+    if (!chunk) throw new TypeError("securesocket: read outside a readable callback");
+    let count = chunk.bytes.length - chunk.position;
+    if (arguments.length === 0) return count;
+    if (count === 0) return undefined;
+    if (typeof limit === "number") count = Math.min(count, Math.max(0, Math.trunc(limit)));
+    else if (typeof limit === "string" && limit.length > 0) {
+      const at = chunk.bytes.indexOf(limit.charCodeAt(0) & 0xff, chunk.position);
+      if (at >= 0) count = Math.min(count, at - chunk.position + 1); // terminator included
+    }
+    const start = chunk.position;
+    let result: ArrayBuffer | string | number;
+    if (type === null) result = count;
+    else if (type === String) result = chunk.bytes.toString("utf8", start, start + count);
+    else if (type === Number) {
+      count = 1;
+      result = chunk.bytes[start]!;
+    } else if (type === ArrayBuffer) {
+      result = new Uint8Array(chunk.bytes.subarray(start, start + count)).buffer;
+    } else throw new Error("unsupported output type");
+    chunk.position += count;
+    return result;
+  }
+
+  write(...values: WriteValue[]): number | undefined {
+    if (this.closed || !this.tls) throw new TypeError("securesocket: write on a closed socket");
+    if (!this.connected) throw new Error("securesocket: write before the TLS handshake completed");
+    const available = this.availableToWrite();
+    if (values.length === 0) return available;
+    const parts: Buffer[] = [];
+    for (const value of values) {
+      if (typeof value === "string") parts.push(Buffer.from(value, "utf8"));
+      else if (typeof value === "number") parts.push(Buffer.of(value & 0xff));
+      else {
+        const bytes = bytesOf(value);
+        if (!bytes) throw new Error("unsupported type for write");
+        parts.push(bytes);
+      }
+    }
+    const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    if (data.length > available) throw new Error("can't write all data");
+    this.awaitingWritable = true;
+    this.tls.write(data, () => this.maybeWritable());
+    return undefined;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.readable = undefined;
+    this.tls?.destroy();
+    this.tcp?.destroy();
+    this.tls = undefined;
+    this.tcp = undefined;
+    this.transport = undefined;
+  }
+
+  /** Bytes written but not yet handed to the operating system: the device's unacknowledged bytes. */
+  private outstandingBytes(): number {
+    return (this.tls?.writableLength ?? 0) + (this.transport?.pendingBytes ?? 0);
+  }
+
+  private availableToWrite(): number {
+    return Math.max(0, SEND_BUFFER_BYTES - this.outstandingBytes() - TLS_OVERHEAD_ESTIMATE);
+  }
+
+  private maybeWritable(): void {
+    if (!this.awaitingWritable || this.closed || !this.tls) return;
+    if (this.outstandingBytes() !== 0) return;
+    this.awaitingWritable = false;
+    // The device reports writable when the peer has acknowledged everything sent.
+    setImmediate(() => {
+      if (!this.closed && this.connected && !this.awaitingWritable) this.deliver(MESSAGE_WRITABLE, SEND_BUFFER_BYTES - TLS_OVERHEAD_ESTIMATE);
+    });
+  }
+
+  private startTls(tcp: TcpSocket): void {
+    if (this.closed) return;
+    if (this.startupProblem) {
+      this.fail(this.startupProblem);
+      return;
+    }
+    const observer = new ServerHandshakeObserver({
+      serverHello: (_version, cipherSuite) => {
+        this.cipherSuite = cipherSuite;
+      },
+      certificates: (chain) => {
+        if (!this.verify) return;
+        const problem = checkServerChain(chain, this.serverName, this.ca);
+        if (problem) throw new TlsLimitError(problem);
+      },
+      certificateRequest: () => {
+        this.certificateRequested = true;
+      },
+      serverHelloDone: () => {
+        if (!this.certificateRequested) return;
+        if (DHE_RSA_SUITE_IDS.has(this.cipherSuite)) {
+          throw new TlsLimitError("certificateVerify: unimplemented (the server chose a DHE cipher suite and asked for a client certificate; set config tls.DHE_RSA to false)");
+        }
+        if (this.clientCredentials && !this.clientCredentials.ok) throw new TlsLimitError(this.clientCredentials.problem);
+      },
+      alert: (_level, description) => {
+        throw new TlsLimitError(`server sent alert ${alertName(description)} during the handshake${description === 70 ? " (Moddable's TLS supports TLS 1.2 only)" : ""}`);
+      },
+    });
+    const inspect = (chunk: Buffer): boolean => {
+      try {
+        observer.observe(chunk);
+        return true;
+      } catch (error) {
+        if (!(error instanceof TlsLimitError)) throw error;
+        this.fail(error.message);
+        return false;
+      }
+    };
+    const transport = new ObservedTransport(tcp, inspect, () => this.maybeWritable());
+    // node:tls forwards the transport's errors; this listener only keeps them from being "unhandled".
+    transport.on("error", () => undefined);
+    this.transport = transport;
+
+    const credentials = this.clientCredentials?.ok ? this.clientCredentials.value : undefined;
+    const tlsOptions: ConnectionOptions = {
+      socket: transport,
+      minVersion: "TLSv1.2",
+      maxVersion: "TLSv1.2",
+      ciphers: offeredCipherSuites(),
+      ecdhCurve: "P-256",
+      sigalgs: "ECDSA+SHA256:RSA+SHA256",
+      rejectUnauthorized: this.verify,
+      // The name is checked with the device's rules when the certificates arrive.
+      checkServerIdentity: () => undefined,
+      ...(isIP(this.serverName) ? {} : { servername: this.serverName }),
+      ...(this.ca ? { ca: [this.ca.toString()] } : {}),
+      ...(this.alpn ? { ALPNProtocols: this.alpn } : {}),
+      ...(credentials ? { cert: credentials.certificateChainPem, key: credentials.keyPem } : {}),
+    };
+    const tls = tlsConnect(tlsOptions);
+    this.tls = tls;
+    tls.once("secureConnect", () => {
+      if (this.closed) return;
+      if (this.verify && !tls.authorized) {
+        this.fail(`server certificate rejected: ${String(tls.authorizationError)}`);
+        return;
+      }
+      this.connected = true;
+      this.deliver(MESSAGE_CONNECTED);
+    });
+    tls.on("data", (data: Buffer) => this.onPlaintext(data));
+    tls.on("error", (error: Error) => this.fail(error.message));
+    tls.on("close", () => this.terminate(MESSAGE_DISCONNECTED));
+    tls.on("end", () => this.terminate(MESSAGE_DISCONNECTED));
+  }
+
+  private onPlaintext(data: Buffer): void {
+    for (let offset = 0; offset < data.length && !this.closed; offset += MAX_READABLE_CHUNK) {
+      const piece = data.subarray(offset, offset + MAX_READABLE_CHUNK);
+      this.readable = { bytes: piece, position: 0 };
+      try {
+        this.deliver(MESSAGE_READABLE, piece.length);
+      } finally {
+        this.readable = undefined;
+      }
+    }
+  }
+
+  private fail(reason: string): void {
+    if (this.reported || this.closed) return;
+    traceReason(reason);
+    this.terminate(MESSAGE_ERROR);
+  }
+
+  private terminate(message: number): void {
+    if (this.reported || this.closed) return;
+    this.reported = true;
+    this.close();
+    // Events from node:net and node:tls already arrive on a later turn; the deferral also covers
+    // failures found while handling other events.
+    setImmediate(() => this.deliver(message));
+  }
+
+  private deliver(message: number, value?: number): void {
+    const callback = this.callback;
+    if (typeof callback !== "function") return;
+    if (message === MESSAGE_ERROR || message === MESSAGE_DISCONNECTED) callback.call(this, message);
+    else if (!this.closed) callback.call(this, message, value);
+  }
+}

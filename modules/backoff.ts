@@ -1,0 +1,109 @@
+// Reconnect delays in integer milliseconds: the n-th reconnect after a failure waits
+// min(max, base * 2^n), or with full jitter a value drawn from [0, that ceiling]. The random
+// source is injected; the default is a seedable 32-bit xorshift.
+
+import { invalid } from "./types";
+
+/** Largest delay the single timer and the wrap-safe clock comparisons can express. */
+export const MAX_DELAY_MS = 0x7fffffff;
+
+export interface BackoffSettings {
+  /** Delay before the first reconnect; doubles per failed attempt. */
+  baseMs: number;
+  /** Ceiling of the delay. */
+  maxMs: number;
+  /** A connection that stays up this long resets the delay to `baseMs`. */
+  stableMs: number;
+  /** Full jitter: draw each delay from [0, ceiling]. */
+  jitter?: boolean;
+  /** Give up after this many consecutive failed attempts; 0 (default) never gives up. */
+  maxAttempts?: number;
+  /** Returns an unsigned 32-bit integer. */
+  random?: () => number;
+  /** Seed for the default random source (ignored when `random` is given). */
+  seed?: number;
+}
+
+/** min(max, base * 2^attempt) without overflow or floating point. */
+export function backoffCeiling(baseMs: number, maxMs: number, attempt: number): number {
+  let ceiling = baseMs;
+  const half = maxMs >>> 1;
+  for (let n = 0; n < attempt; n++) {
+    if (ceiling > half) return maxMs;
+    ceiling <<= 1;
+  }
+  return ceiling < maxMs ? ceiling : maxMs;
+}
+
+/** One step of xorshift32 (Marsaglia): a tiny full-period generator over nonzero 32-bit states. */
+export function xorshift32(state: number): number {
+  state ^= state << 13;
+  state ^= state >>> 17;
+  state ^= state << 5;
+  return state >>> 0;
+}
+
+function isWholeNumber(value: unknown, min: number, max: number): value is number {
+  return typeof value === "number" && Number.isInteger(value) && value >= min && value <= max;
+}
+
+/** Why the settings are unusable, or "" when they are fine. */
+export function backoffProblem(settings: BackoffSettings): string {
+  const { baseMs, maxMs, stableMs, maxAttempts } = settings;
+  if (!isWholeNumber(baseMs, 1, MAX_DELAY_MS)) return "backoff base must be a whole number of milliseconds from 1 to " + MAX_DELAY_MS + ", got " + baseMs;
+  if (!isWholeNumber(maxMs, 1, MAX_DELAY_MS)) return "backoff max must be a whole number of milliseconds from 1 to " + MAX_DELAY_MS + ", got " + maxMs;
+  if (maxMs < baseMs) return "backoff max (" + maxMs + " ms) must not be below base (" + baseMs + " ms)";
+  if (!isWholeNumber(stableMs, 1, MAX_DELAY_MS)) return "stable connection time must be a whole number of milliseconds from 1 to " + MAX_DELAY_MS + ", got " + stableMs;
+  if (maxAttempts !== undefined && !isWholeNumber(maxAttempts, 0, MAX_DELAY_MS)) return "maxAttempts must be a whole number >= 0, got " + maxAttempts;
+  if (settings.random !== undefined && typeof settings.random !== "function") return "random must be a function returning a 32-bit unsigned integer";
+  if (settings.seed !== undefined && !isWholeNumber(settings.seed, 0, 0xffffffff)) return "seed must be a 32-bit unsigned integer";
+  return "";
+}
+
+export class Backoff {
+  readonly baseMs: number;
+  readonly maxMs: number;
+  readonly stableMs: number;
+  readonly jitter: boolean;
+  readonly maxAttempts: number;
+  /** Failed attempts since the last reset: the exponent of the next delay. */
+  attempt = 0;
+  private randomState: number;
+  private readonly random: (() => number) | undefined;
+
+  constructor(settings: BackoffSettings) {
+    const problem = backoffProblem(settings);
+    if (problem !== "") throw invalid(problem);
+    this.baseMs = settings.baseMs;
+    this.maxMs = settings.maxMs;
+    this.stableMs = settings.stableMs;
+    this.jitter = settings.jitter === true;
+    this.maxAttempts = settings.maxAttempts ?? 0;
+    this.random = settings.random;
+    this.randomState = (settings.seed ?? 0x9e3779b9) >>> 0 || 1;
+  }
+
+  /** Re-seeds the default random source (the client mixes in its id so fleets do not retry in step). */
+  seed(value: number): void {
+    this.randomState = value >>> 0 || 1;
+  }
+
+  private nextRandom(): number {
+    if (this.random !== undefined) return this.random() >>> 0;
+    this.randomState = xorshift32(this.randomState);
+    return this.randomState;
+  }
+
+  /** The delay before the next attempt, counting it; -1 once maxAttempts attempts have failed. */
+  nextDelay(): number {
+    if (this.maxAttempts > 0 && this.attempt >= this.maxAttempts) return -1;
+    const ceiling = backoffCeiling(this.baseMs, this.maxMs, this.attempt);
+    this.attempt++;
+    return this.jitter ? this.nextRandom() % (ceiling + 1) : ceiling;
+  }
+
+  /** The connection proved stable: the next delay is `baseMs` again. */
+  reset(): void {
+    this.attempt = 0;
+  }
+}

@@ -1,0 +1,415 @@
+// MQTT 3.1.1 packets: encoders that write into a caller's buffer at an offset (lengths are computed
+// first, so a write never overruns), and an incremental decoder for what a broker sends a client.
+
+import { checkUtf8, readUtf8, utf8Length, writeUtf8 } from "./topic";
+
+export const enum PacketType {
+  Connect = 1,
+  Connack = 2,
+  Publish = 3,
+  Puback = 4,
+  Pubrec = 5,
+  Pubrel = 6,
+  Pubcomp = 7,
+  Subscribe = 8,
+  Suback = 9,
+  Unsubscribe = 10,
+  Unsuback = 11,
+  Pingreq = 12,
+  Pingresp = 13,
+  Disconnect = 14,
+}
+
+/** Largest value of the remaining-length field (four 7-bit groups). */
+export const MAX_REMAINING_LENGTH = 268435455;
+
+export const PINGREQ_BYTES = 2;
+export const DISCONNECT_BYTES = 2;
+export const PUBACK_BYTES = 4;
+
+/** Bytes taken by the remaining-length field for `length`. */
+export function remainingLengthSize(length: number): number {
+  return length < 128 ? 1 : length < 16384 ? 2 : length < 2097152 ? 3 : 4;
+}
+
+/** Whole packet size for a body of `remaining` bytes. */
+export function packetSize(remaining: number): number {
+  return 1 + remainingLengthSize(remaining) + remaining;
+}
+
+function writeFixedHeader(target: Uint8Array, offset: number, first: number, remaining: number): number {
+  target[offset++] = first;
+  do {
+    let digit = remaining & 0x7f;
+    remaining >>>= 7;
+    if (remaining > 0) digit |= 0x80;
+    target[offset++] = digit;
+  } while (remaining > 0);
+  return offset;
+}
+
+function writeUint16(target: Uint8Array, offset: number, value: number): number {
+  target[offset] = value >> 8;
+  target[offset + 1] = value & 0xff;
+  return offset + 2;
+}
+
+/** A string already measured with utf8Length, written with its two-byte length prefix. */
+function writeString(target: Uint8Array, offset: number, text: string, bytes: number): number {
+  return writeUtf8(text, target, writeUint16(target, offset, bytes));
+}
+
+function writeBinary(target: Uint8Array, offset: number, data: Uint8Array): number {
+  offset = writeUint16(target, offset, data.length);
+  target.set(data, offset);
+  return offset + data.length;
+}
+
+/** A payload: bytes, or text sent as UTF-8. */
+export type Payload = Uint8Array | string;
+
+/** Byte length of a payload, or -1 for text that is not valid UTF-8. */
+export function payloadLength(payload: Payload): number {
+  return typeof payload === "string" ? (payload.length === 0 ? 0 : utf8Length(payload)) : payload.length;
+}
+
+function writePayload(target: Uint8Array, offset: number, payload: Payload): number {
+  if (typeof payload === "string") return writeUtf8(payload, target, offset);
+  target.set(payload, offset);
+  return offset + payload.length;
+}
+
+export interface ConnectFields {
+  clientId: string;
+  cleanSession: boolean;
+  keepAliveSeconds: number;
+  username?: string;
+  password?: Uint8Array;
+  willTopic?: string;
+  willPayload?: Uint8Array;
+  willQos?: number;
+  willRetain?: boolean;
+}
+
+/** Remaining length of a CONNECT (strings must be valid: the client validated them at configuration). */
+export function connectRemaining(fields: ConnectFields): number {
+  let length = 10 + 2 + utf8Length(fields.clientId);
+  if (fields.willTopic !== undefined) length += 2 + utf8Length(fields.willTopic) + 2 + (fields.willPayload ? fields.willPayload.length : 0);
+  if (fields.username !== undefined) length += 2 + utf8Length(fields.username);
+  if (fields.password !== undefined) length += 2 + fields.password.length;
+  return length;
+}
+
+export function writeConnect(target: Uint8Array, offset: number, fields: ConnectFields): number {
+  offset = writeFixedHeader(target, offset, PacketType.Connect << 4, connectRemaining(fields));
+  offset = writeString(target, offset, "MQTT", 4);
+  target[offset++] = 4; // protocol level 3.1.1
+  let flags = fields.cleanSession ? 0x02 : 0;
+  if (fields.willTopic !== undefined) {
+    flags |= 0x04 | ((fields.willQos ?? 0) << 3);
+    if (fields.willRetain) flags |= 0x20;
+  }
+  if (fields.password !== undefined) flags |= 0x40;
+  if (fields.username !== undefined) flags |= 0x80;
+  target[offset++] = flags;
+  offset = writeUint16(target, offset, fields.keepAliveSeconds);
+  offset = writeString(target, offset, fields.clientId, utf8Length(fields.clientId));
+  if (fields.willTopic !== undefined) {
+    offset = writeString(target, offset, fields.willTopic, utf8Length(fields.willTopic));
+    offset = writeBinary(target, offset, fields.willPayload ?? new Uint8Array(0));
+  }
+  if (fields.username !== undefined) offset = writeString(target, offset, fields.username, utf8Length(fields.username));
+  if (fields.password !== undefined) offset = writeBinary(target, offset, fields.password);
+  return offset;
+}
+
+export function publishRemaining(topicBytes: number, payloadBytes: number, qos: number): number {
+  return 2 + topicBytes + (qos > 0 ? 2 : 0) + payloadBytes;
+}
+
+/** Writes a PUBLISH. `topicBytes` and `payloadBytes` come from utf8Length / payloadLength. */
+export function writePublish(
+  target: Uint8Array,
+  offset: number,
+  topic: string,
+  topicBytes: number,
+  payload: Payload,
+  payloadBytes: number,
+  qos: number,
+  retain: boolean,
+  packetId: number,
+): number {
+  const first = (PacketType.Publish << 4) | (qos << 1) | (retain ? 1 : 0);
+  offset = writeFixedHeader(target, offset, first, publishRemaining(topicBytes, payloadBytes, qos));
+  offset = writeString(target, offset, topic, topicBytes);
+  if (qos > 0) offset = writeUint16(target, offset, packetId);
+  return payloadBytes > 0 ? writePayload(target, offset, payload) : offset;
+}
+
+/** Sets DUP on an encoded PUBLISH (a re-send of an unacknowledged message). */
+export function markDuplicate(packet: Uint8Array, offset: number): void {
+  packet[offset] |= 0x08;
+}
+
+/** Rewrites the packet id of an encoded QoS 1 PUBLISH, SUBSCRIBE or UNSUBSCRIBE in place. */
+export function setPacketId(packet: Uint8Array, offset: number, packetId: number): void {
+  const type = packet[offset] >> 4;
+  let at = offset + 1;
+  while (packet[at] & 0x80) at++;
+  at++;
+  if (type === PacketType.Publish) at += 2 + ((packet[at] << 8) | packet[at + 1]);
+  writeUint16(packet, at, packetId);
+}
+
+/** Reads the packet id of an encoded QoS 1 PUBLISH, SUBSCRIBE or UNSUBSCRIBE. */
+export function getPacketId(packet: Uint8Array, offset: number): number {
+  const type = packet[offset] >> 4;
+  let at = offset + 1;
+  while (packet[at] & 0x80) at++;
+  at++;
+  if (type === PacketType.Publish) at += 2 + ((packet[at] << 8) | packet[at + 1]);
+  return (packet[at] << 8) | packet[at + 1];
+}
+
+/** Reads the topic (PUBLISH) or first filter (SUBSCRIBE, UNSUBSCRIBE) of an encoded packet: used to report drops. */
+export function firstTopicOf(packet: Uint8Array, offset: number): string {
+  const type = packet[offset] >> 4;
+  let at = offset + 1;
+  while (packet[at] & 0x80) at++;
+  at++;
+  if (type !== PacketType.Publish) at += 2;
+  const length = (packet[at] << 8) | packet[at + 1];
+  return readUtf8(packet, at + 2, at + 2 + length);
+}
+
+export function writePuback(target: Uint8Array, offset: number, packetId: number): number {
+  target[offset] = PacketType.Puback << 4;
+  target[offset + 1] = 2;
+  return writeUint16(target, offset + 2, packetId);
+}
+
+export function writePingreq(target: Uint8Array, offset: number): number {
+  target[offset] = PacketType.Pingreq << 4;
+  target[offset + 1] = 0;
+  return offset + 2;
+}
+
+export function writeDisconnect(target: Uint8Array, offset: number): number {
+  target[offset] = PacketType.Disconnect << 4;
+  target[offset + 1] = 0;
+  return offset + 2;
+}
+
+/** Remaining length of a SUBSCRIBE (or UNSUBSCRIBE) carrying filters of `filterBytes` UTF-8 bytes in all. */
+export function subscribeRemaining(filterCount: number, filterBytes: number, withQos: boolean): number {
+  return 2 + filterCount * (withQos ? 3 : 2) + filterBytes;
+}
+
+/** Starts a SUBSCRIBE (`subscribe` true) or UNSUBSCRIBE; follow with writeFilter for each filter. */
+export function writeSubscribeHeader(target: Uint8Array, offset: number, subscribe: boolean, remaining: number, packetId: number): number {
+  const first = subscribe ? (PacketType.Subscribe << 4) | 0x02 : (PacketType.Unsubscribe << 4) | 0x02;
+  return writeUint16(target, writeFixedHeader(target, offset, first, remaining), packetId);
+}
+
+/** One filter of a SUBSCRIBE (with its requested QoS) or of an UNSUBSCRIBE (qos < 0). */
+export function writeFilter(target: Uint8Array, offset: number, filter: string, filterBytes: number, qos: number): number {
+  offset = writeString(target, offset, filter, filterBytes);
+  if (qos >= 0) target[offset++] = qos;
+  return offset;
+}
+
+/** Receives each complete, validated packet from the decoder; fields are read off the decoder. */
+export interface PacketSink {
+  onPacket(decoder: PacketDecoder): void;
+}
+
+const enum Phase {
+  Header = 0,
+  Length = 1,
+  Body = 2,
+  Failed = 3,
+}
+
+/**
+ * Incremental decoder for broker-to-client packets. Input may arrive in chunks of any size; the
+ * body of one packet is collected in a buffer fixed at construction, so a packet announcing more
+ * than `maxPacketBytes` is a protocol error before any of it is stored.
+ */
+export class PacketDecoder {
+  /** Fields of the packet being delivered to the sink. */
+  type = 0;
+  flags = 0;
+  remaining = 0;
+  packetId = 0;
+  sessionPresent = false;
+  returnCode = 0;
+  qos = 0;
+  retain = false;
+  dup = false;
+  topicStart = 0;
+  topicEnd = 0;
+  payloadStart = 0;
+  payloadEnd = 0;
+  /** The body of the current packet: SUBACK return codes are at body[2 .. remaining). */
+  readonly body: Uint8Array;
+  /** Why decoding failed, once feed() has returned false. */
+  error = "";
+
+  private phase = Phase.Header;
+  private received = 0;
+  private lengthMultiplierShift = 0;
+  private generation = 0;
+  private readonly maxPacketBytes: number;
+  private readonly sink: PacketSink;
+
+  constructor(maxPacketBytes: number, sink: PacketSink) {
+    this.maxPacketBytes = maxPacketBytes;
+    // The fixed header takes at least two bytes of the limit; only the body is stored.
+    this.body = new Uint8Array(maxPacketBytes - 2);
+    this.sink = sink;
+  }
+
+  /** Forgets any partial packet: called for every new connection. */
+  reset(): void {
+    this.phase = Phase.Header;
+    this.error = "";
+    this.generation++;
+  }
+
+  /** Consumes bytes; returns false on malformed input (see `error`), after which it ignores input until reset(). */
+  feed(bytes: Uint8Array, offset: number, length: number): boolean {
+    const end = offset + length;
+    const generation = this.generation;
+    while (offset < end) {
+      switch (this.phase) {
+        case Phase.Header:
+          this.type = bytes[offset] >> 4;
+          this.flags = bytes[offset] & 0x0f;
+          offset++;
+          this.remaining = 0;
+          this.lengthMultiplierShift = 0;
+          this.phase = Phase.Length;
+          break;
+        case Phase.Length: {
+          const digit = bytes[offset++];
+          this.remaining += (digit & 0x7f) * (1 << this.lengthMultiplierShift);
+          this.lengthMultiplierShift += 7;
+          if (digit & 0x80) {
+            if (this.lengthMultiplierShift >= 28) return this.fail("malformed remaining length (more than four bytes)");
+            break;
+          }
+          if (packetSize(this.remaining) > this.maxPacketBytes) {
+            return this.fail("packet of " + packetSize(this.remaining) + " bytes exceeds the maximum of " + this.maxPacketBytes);
+          }
+          this.received = 0;
+          this.phase = Phase.Body;
+          if (this.remaining === 0 && !this.complete()) return false;
+          break;
+        }
+        case Phase.Body: {
+          let take = this.remaining - this.received;
+          if (take > end - offset) take = end - offset;
+          // Small pieces are copied by hand: a view per chunk would be an allocation per packet.
+          if (take > 32) {
+            this.body.set(bytes.subarray(offset, offset + take), this.received);
+            this.received += take;
+            offset += take;
+          } else {
+            const body = this.body;
+            for (let i = 0; i < take; i++) body[this.received++] = bytes[offset++];
+          }
+          if (this.received === this.remaining && !this.complete()) return false;
+          break;
+        }
+        default:
+          return false;
+      }
+      // The sink may have reset the decoder (connection closed): stop reading this input.
+      if (generation !== this.generation) return true;
+    }
+    return true;
+  }
+
+  private fail(reason: string): false {
+    this.error = reason;
+    this.phase = Phase.Failed;
+    return false;
+  }
+
+  /** Validates the collected packet and hands it to the sink. */
+  private complete(): boolean {
+    this.phase = Phase.Header;
+    const problem = this.validate();
+    if (problem !== "") return this.fail(problem);
+    this.sink.onPacket(this);
+    return true;
+  }
+
+  private validate(): string {
+    const body = this.body;
+    const remaining = this.remaining;
+    switch (this.type) {
+      case PacketType.Connack:
+        if (this.flags !== 0 || remaining !== 2) return "malformed CONNACK";
+        if (body[0] & 0xfe) return "malformed CONNACK (reserved acknowledge flags set)";
+        this.sessionPresent = (body[0] & 1) === 1;
+        this.returnCode = body[1];
+        if (this.returnCode > 5) return "CONNACK with unknown return code " + this.returnCode;
+        if (this.returnCode !== 0 && this.sessionPresent) return "CONNACK refusal with session present";
+        return "";
+      case PacketType.Publish: {
+        this.qos = (this.flags >> 1) & 3;
+        this.retain = (this.flags & 1) === 1;
+        this.dup = (this.flags & 8) === 8;
+        if (this.qos > 1) return this.qos === 3 ? "PUBLISH with QoS 3" : "PUBLISH with QoS 2, which this client never subscribes to";
+        if (this.qos === 0 && this.dup) return "PUBLISH with QoS 0 and DUP set";
+        if (remaining < 2) return "truncated PUBLISH";
+        const topicLength = (body[0] << 8) | body[1];
+        this.topicStart = 2;
+        this.topicEnd = 2 + topicLength;
+        const idBytes = this.qos > 0 ? 2 : 0;
+        if (topicLength === 0) return "PUBLISH with an empty topic";
+        if (this.topicEnd + idBytes > remaining) return "truncated PUBLISH";
+        if (checkUtf8(body, this.topicStart, this.topicEnd) < 0) return "PUBLISH topic is not valid UTF-8";
+        for (let i = this.topicStart; i < this.topicEnd; i++) {
+          if (body[i] === 0x2b || body[i] === 0x23) return "PUBLISH topic contains a wildcard";
+        }
+        this.packetId = 0;
+        if (idBytes > 0) {
+          this.packetId = (body[this.topicEnd] << 8) | body[this.topicEnd + 1];
+          if (this.packetId === 0) return "PUBLISH with packet id 0";
+        }
+        this.payloadStart = this.topicEnd + idBytes;
+        this.payloadEnd = remaining;
+        return "";
+      }
+      case PacketType.Puback:
+      case PacketType.Unsuback:
+        if (this.flags !== 0 || remaining !== 2) return this.type === PacketType.Puback ? "malformed PUBACK" : "malformed UNSUBACK";
+        this.packetId = (body[0] << 8) | body[1];
+        return this.packetId === 0 ? "acknowledgement with packet id 0" : "";
+      case PacketType.Suback:
+        if (this.flags !== 0 || remaining < 3) return "malformed SUBACK";
+        this.packetId = (body[0] << 8) | body[1];
+        if (this.packetId === 0) return "acknowledgement with packet id 0";
+        for (let i = 2; i < remaining; i++) {
+          const code = body[i];
+          if (code > 2 && code !== 0x80) return "SUBACK with invalid return code " + code;
+        }
+        return "";
+      case PacketType.Pingresp:
+        return this.flags !== 0 || remaining !== 0 ? "malformed PINGRESP" : "";
+      case PacketType.Pubrec:
+      case PacketType.Pubrel:
+      case PacketType.Pubcomp:
+        return "QoS 2 packet type " + this.type + " received, but this client never uses QoS 2";
+      default:
+        return "unexpected packet type " + this.type + " from the broker";
+    }
+  }
+
+  /** The current PUBLISH's topic as a string (one allocation per inbound message). */
+  topic(): string {
+    return readUtf8(this.body, this.topicStart, this.topicEnd);
+  }
+}

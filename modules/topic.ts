@@ -1,0 +1,189 @@
+// Topic names and filters (MQTT 3.1.1 section 4.7) and the UTF-8 they travel in. The encoder works
+// straight into a caller's buffer so a topic is never copied into a temporary byte array.
+
+const SLASH = 0x2f;
+const PLUS = 0x2b;
+const HASH = 0x23;
+const DOLLAR = 0x24;
+
+/** Longest string the MQTT length prefix can carry. */
+export const MAX_STRING_BYTES = 65535;
+
+/**
+ * UTF-8 byte length of `text`, or -1 when it holds a lone surrogate or U+0000, which MQTT
+ * forbids (section 1.5.3).
+ */
+export function utf8Length(text: string): number {
+  let bytes = 0;
+  const length = text.length;
+  for (let i = 0; i < length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit < 0x80) {
+      if (unit === 0) return -1;
+      bytes += 1;
+    } else if (unit < 0x800) {
+      bytes += 2;
+    } else if (unit >= 0xd800 && unit <= 0xdfff) {
+      if (unit > 0xdbff || i + 1 >= length) return -1;
+      const next = text.charCodeAt(i + 1);
+      if (next < 0xdc00 || next > 0xdfff) return -1;
+      i++;
+      bytes += 4;
+    } else {
+      bytes += 3;
+    }
+  }
+  return bytes;
+}
+
+/** Writes `text` as UTF-8 at `offset`; the caller has checked utf8Length. Returns the end offset. */
+export function writeUtf8(text: string, target: Uint8Array, offset: number): number {
+  const length = text.length;
+  for (let i = 0; i < length; i++) {
+    let code = text.charCodeAt(i);
+    if (code < 0x80) {
+      target[offset++] = code;
+    } else if (code < 0x800) {
+      target[offset++] = 0xc0 | (code >> 6);
+      target[offset++] = 0x80 | (code & 0x3f);
+    } else if (code >= 0xd800 && code <= 0xdbff) {
+      code = 0x10000 + ((code - 0xd800) << 10) + (text.charCodeAt(++i) - 0xdc00);
+      target[offset++] = 0xf0 | (code >> 18);
+      target[offset++] = 0x80 | ((code >> 12) & 0x3f);
+      target[offset++] = 0x80 | ((code >> 6) & 0x3f);
+      target[offset++] = 0x80 | (code & 0x3f);
+    } else {
+      target[offset++] = 0xe0 | (code >> 12);
+      target[offset++] = 0x80 | ((code >> 6) & 0x3f);
+      target[offset++] = 0x80 | (code & 0x3f);
+    }
+  }
+  return offset;
+}
+
+/**
+ * Checks that bytes[start, end) are well-formed UTF-8 without U+0000, overlong forms or surrogates,
+ * as MQTT requires of every string. Returns the number of UTF-16 code units it decodes to, or -1.
+ */
+export function checkUtf8(bytes: Uint8Array, start: number, end: number): number {
+  let units = 0;
+  let i = start;
+  while (i < end) {
+    const lead = bytes[i];
+    let need: number;
+    let code: number;
+    let min: number;
+    if (lead < 0x80) {
+      if (lead === 0) return -1;
+      i++;
+      units++;
+      continue;
+    } else if (lead >= 0xc2 && lead <= 0xdf) {
+      need = 1; code = lead & 0x1f; min = 0x80;
+    } else if (lead >= 0xe0 && lead <= 0xef) {
+      need = 2; code = lead & 0x0f; min = 0x800;
+    } else if (lead >= 0xf0 && lead <= 0xf4) {
+      need = 3; code = lead & 0x07; min = 0x10000;
+    } else {
+      return -1;
+    }
+    if (i + need >= end) return -1;
+    for (let k = 1; k <= need; k++) {
+      const next = bytes[i + k];
+      if ((next & 0xc0) !== 0x80) return -1;
+      code = (code << 6) | (next & 0x3f);
+    }
+    if (code < min || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff)) return -1;
+    i += need + 1;
+    units += code >= 0x10000 ? 2 : 1;
+  }
+  return units;
+}
+
+/** Decodes bytes[start, end), already checked by checkUtf8, into a string. */
+export function readUtf8(bytes: Uint8Array, start: number, end: number): string {
+  let text = "";
+  let i = start;
+  while (i < end) {
+    const lead = bytes[i];
+    let code: number;
+    if (lead < 0x80) {
+      code = lead;
+      i += 1;
+    } else if (lead < 0xe0) {
+      code = ((lead & 0x1f) << 6) | (bytes[i + 1] & 0x3f);
+      i += 2;
+    } else if (lead < 0xf0) {
+      code = ((lead & 0x0f) << 12) | ((bytes[i + 1] & 0x3f) << 6) | (bytes[i + 2] & 0x3f);
+      i += 3;
+    } else {
+      code = ((lead & 0x07) << 18) | ((bytes[i + 1] & 0x3f) << 12) | ((bytes[i + 2] & 0x3f) << 6) | (bytes[i + 3] & 0x3f);
+      i += 4;
+    }
+    text += code >= 0x10000
+      ? String.fromCharCode(0xd800 + ((code - 0x10000) >> 10), 0xdc00 + ((code - 0x10000) & 0x3ff))
+      : String.fromCharCode(code);
+  }
+  return text;
+}
+
+/** Why a topic name or filter is invalid, or "" when it is valid. */
+export function topicNameProblem(topic: unknown, maxBytes: number = MAX_STRING_BYTES): string {
+  if (typeof topic !== "string") return "topic must be a string";
+  if (topic.length === 0) return "topic must not be empty";
+  const bytes = utf8Length(topic);
+  if (bytes < 0) return "topic is not valid UTF-8 for MQTT (lone surrogate or U+0000)";
+  if (bytes > maxBytes) return "topic is " + bytes + " bytes, over the limit of " + maxBytes;
+  for (let i = 0; i < topic.length; i++) {
+    const unit = topic.charCodeAt(i);
+    if (unit === PLUS || unit === HASH) return "topic name must not contain wildcards ('+' or '#'): " + topic;
+  }
+  return "";
+}
+
+export function topicFilterProblem(filter: unknown, maxBytes: number = MAX_STRING_BYTES): string {
+  if (typeof filter !== "string") return "topic filter must be a string";
+  if (filter.length === 0) return "topic filter must not be empty";
+  const bytes = utf8Length(filter);
+  if (bytes < 0) return "topic filter is not valid UTF-8 for MQTT (lone surrogate or U+0000)";
+  if (bytes > maxBytes) return "topic filter is " + bytes + " bytes, over the limit of " + maxBytes;
+  const last = filter.length - 1;
+  for (let i = 0; i <= last; i++) {
+    const unit = filter.charCodeAt(i);
+    if (unit !== PLUS && unit !== HASH) continue;
+    const aloneBefore = i === 0 || filter.charCodeAt(i - 1) === SLASH;
+    const aloneAfter = i === last || filter.charCodeAt(i + 1) === SLASH;
+    if (!aloneBefore || !aloneAfter) return "wildcard '" + filter[i] + "' must occupy a whole level: " + filter;
+    if (unit === HASH && i !== last) return "'#' must be the last level: " + filter;
+  }
+  return "";
+}
+
+/** Whether `topic` (a valid topic name) matches `filter` (a valid filter). */
+export function topicMatches(filter: string, topic: string): boolean {
+  const filterLength = filter.length;
+  const topicLength = topic.length;
+  // Wildcards at the first level do not match topics starting with '$' (section 4.7.2).
+  if (topicLength > 0 && topic.charCodeAt(0) === DOLLAR) {
+    const first = filterLength > 0 ? filter.charCodeAt(0) : 0;
+    if (first === PLUS || first === HASH) return false;
+  }
+  let f = 0;
+  let t = 0;
+  while (f < filterLength) {
+    const unit = filter.charCodeAt(f);
+    if (unit === HASH) return true; // matches the parent level and everything below it
+    if (unit === PLUS) {
+      while (t < topicLength && topic.charCodeAt(t) !== SLASH) t++;
+      f++;
+    } else {
+      if (t >= topicLength || topic.charCodeAt(t) !== unit) {
+        // "a/#" also matches "a": the filter continues with "/#" exactly where the topic ends.
+        return t === topicLength && unit === SLASH && f + 2 === filterLength && filter.charCodeAt(f + 1) === HASH;
+      }
+      f++;
+      t++;
+    }
+  }
+  return t === topicLength;
+}
