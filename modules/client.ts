@@ -209,7 +209,7 @@ export class MqttClient implements TransportSink, PacketSink {
   private readonly resubSlots: Uint16Array;
   private resubPackets = 0;
 
-  private lastPacketId = 0;
+  private packetIdCounter = 0;
   // Times are kept as raw clock values; elapsed time is always ((now - then) | 0), so wrap is harmless.
   private attemptStartedAt = 0;
   private reconnectDelay = 0;
@@ -341,6 +341,11 @@ export class MqttClient implements TransportSink, PacketSink {
   /** Requests sent and not yet acknowledged. */
   get inflightCount(): number {
     return this.inflight.count;
+  }
+
+  /** The packet id given to the last request that went on the wire with one. */
+  get lastPacketId(): number {
+    return this.packetIdCounter;
   }
 
   /** Failed attempts since the last stable connection. */
@@ -620,8 +625,8 @@ export class MqttClient implements TransportSink, PacketSink {
   /** A packet id not used by any unacknowledged request. */
   private nextPacketId(): number {
     for (;;) {
-      this.lastPacketId = this.lastPacketId === 65535 ? 1 : this.lastPacketId + 1;
-      const id = this.lastPacketId;
+      this.packetIdCounter = this.packetIdCounter === 65535 ? 1 : this.packetIdCounter + 1;
+      const id = this.packetIdCounter;
       let used = false;
       const inflight = this.inflight;
       for (let i = 0; i < inflight.count && !used; i++) used = inflight.packetId[inflight.slot(i)] === id;

@@ -144,3 +144,25 @@ export class IoTLinkError extends Error {
 export function invalid(message: string): IoTLinkError {
   return new IoTLinkError(ErrorCode.InvalidArgument, message);
 }
+
+/** Where and how to connect: what a host needs to build a Transport. */
+export interface EndpointSettings {
+  host: string;
+  port: number;
+  /** TLS server name to verify; defaults to `host`. */
+  serverName?: string;
+  /** ALPN protocols, e.g. ["x-amzn-mqtt-ca"] for AWS IoT Core on port 443. */
+  alpn?: string[];
+  /** Resource names (flash) of the CA certificate, the device certificate and its private key (DER). */
+  caResource?: string;
+  certificateResource?: string;
+  keyResource?: string;
+  /** Plain TCP, no TLS: only when the user asked for it in so many words. */
+  plaintext?: boolean;
+}
+
+/** What a host provides to the AWS IoT facade: time, and a way to reach an endpoint. */
+export interface Platform {
+  clock: Clock;
+  createTransport(endpoint: EndpointSettings): Transport;
+}

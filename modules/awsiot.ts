@@ -1,0 +1,381 @@
+// AWSIoTMQTTClient: the AWS IoT Device SDK for Python v1's names and defaults, mapped onto
+// MqttClient. Settings are collected by the configure* calls and fixed when connect() first builds
+// the client; where the Python SDK is defective this facade does what its README says instead.
+
+import { type ClientOptions, type InboundMessage, MqttClient, type WillSettings } from "./client";
+import type { Payload } from "./packet";
+import {
+  Accepted,
+  ACK_STATUS_NAMES,
+  AckStatus,
+  DROP_NEWEST,
+  DROP_OLDEST,
+  type EndpointSettings,
+  ErrorCode,
+  invalid,
+  IoTLinkError,
+  type Platform,
+} from "./types";
+
+export { DROP_NEWEST, DROP_OLDEST };
+
+export const MQTTv3_1_1 = 4;
+export const SDK_NAME = "IoTLink";
+export const SDK_VERSION = "0.1.0";
+
+/** The message object handed to Python-style callbacks (the payload is a copy the callee may keep). */
+export interface AWSIoTMessage {
+  topic: string;
+  payload: Uint8Array;
+  qos: number;
+  retain: boolean;
+  mid: number;
+}
+
+export type AWSIoTMessageCallback = (client: AWSIoTMQTTClientCore, userdata: null, message: AWSIoTMessage) => void;
+
+function positiveSeconds(name: string, value: unknown): number {
+  if (typeof value !== "number" || !(value > 0) || value > 2147483) throw invalid(name + " must be a number of seconds above 0, got " + String(value));
+  return Math.round(value * 1000);
+}
+
+function copyMessage(message: InboundMessage): AWSIoTMessage {
+  return { topic: message.topic, payload: message.payload.slice(), qos: message.qos, retain: message.retain, mid: message.packetId };
+}
+
+/**
+ * The facade over a host Platform; each host exports a subclass that supplies its platform, so
+ * user code constructs it exactly as in Python: new AWSIoTMQTTClient("clientId").
+ */
+export class AWSIoTMQTTClientCore {
+  static readonly DROP_OLDEST = DROP_OLDEST;
+  static readonly DROP_NEWEST = DROP_NEWEST;
+
+  /** Called with no arguments when the client comes online / goes offline. */
+  onOnline: (() => void) | undefined;
+  onOffline: (() => void) | undefined;
+  /** Called for every inbound message. */
+  onMessage: ((message: AWSIoTMessage) => void) | undefined;
+
+  private readonly platform: Platform;
+  private readonly options: Partial<ClientOptions> & { clientId: string };
+  private endpoint: EndpointSettings | undefined;
+  private plaintextAllowed = false;
+  private username: string | undefined;
+  private metrics = true;
+  private client: MqttClient | undefined;
+  private pendingConnect: { resolve: (value: boolean) => void; reject: (error: Error) => void } | undefined;
+  private connectAck: ((mid: number, returnCode: number) => void) | undefined;
+
+  constructor(platform: Platform, clientID: string, protocolType = MQTTv3_1_1, useWebsocket = false, cleanSession = true) {
+    if (typeof clientID !== "string" || clientID.length === 0) throw invalid("clientID must be a non-empty string");
+    if (protocolType !== MQTTv3_1_1) throw invalid("only MQTT 3.1.1 (protocolType 4) is supported");
+    if (useWebsocket) throw invalid("MQTT over WebSocket is not supported: use X.509 mutual TLS on port 8883 or 443");
+    if (typeof cleanSession !== "boolean") throw invalid("cleanSession must be a boolean");
+    this.platform = platform;
+    this.options = { clientId: clientID, cleanSession, keepAliveSeconds: 600, queueEntries: 256, queueBytes: 32768, dropPolicy: DROP_NEWEST };
+  }
+
+  // ------------------------------------------------------------ configuration
+
+  private configurable(what: string): void {
+    if (this.client) throw invalid(what + " must be called before connect(): the client's memory is fixed when it is built");
+  }
+
+  /** Port 443 turns on ALPN "x-amzn-mqtt-ca", as AWS IoT Core requires for MQTT on 443. */
+  configureEndpoint(hostName: string, portNumber: number): void {
+    this.configurable("configureEndpoint");
+    if (typeof hostName !== "string" || hostName.length === 0) throw invalid("hostName must be a non-empty string");
+    if (!Number.isInteger(portNumber) || portNumber < 1 || portNumber > 65535) throw invalid("portNumber must be a whole number from 1 to 65535, got " + String(portNumber));
+    this.endpoint = { ...this.endpoint, host: hostName, port: portNumber, alpn: portNumber === 443 ? ["x-amzn-mqtt-ca"] : undefined };
+  }
+
+  /** Resource names (certificates and key in flash, DER). Key and certificate go together. */
+  configureCredentials(CAFilePath: string, KeyPath = "", CertificatePath = ""): void {
+    this.configurable("configureCredentials");
+    if (typeof CAFilePath !== "string" || CAFilePath.length === 0) throw invalid("CAFilePath must name the CA certificate resource");
+    if (typeof KeyPath !== "string" || typeof CertificatePath !== "string" || (KeyPath === "") !== (CertificatePath === "")) {
+      throw invalid("KeyPath and CertificatePath must both name resources (mutual TLS) or both be empty");
+    }
+    if (!this.endpoint) throw invalid("call configureEndpoint(hostName, portNumber) before configureCredentials");
+    this.endpoint = { ...this.endpoint, caResource: CAFilePath, keyResource: KeyPath || undefined, certificateResource: CertificatePath || undefined };
+  }
+
+  /**
+   * Plain TCP without TLS, for a local test broker only. The Python SDK fell back to it silently
+   * when credentials were missing; here it takes this call, with these words.
+   */
+  configureUnencryptedConnection(iUnderstandTrafficIsNotEncrypted: boolean): void {
+    this.configurable("configureUnencryptedConnection");
+    if (iUnderstandTrafficIsNotEncrypted !== true) throw invalid("pass true to confirm that traffic will not be encrypted");
+    this.plaintextAllowed = true;
+  }
+
+  configureIAMCredentials(): void {
+    throw invalid("IAM (SigV4) credentials need MQTT over WebSocket, which is not supported");
+  }
+
+  configureLastWill(topic: string, payload: Payload, QoS: number, retain = false): void {
+    this.configurable("configureLastWill");
+    const will: WillSettings = { topic, payload, qos: QoS, retain };
+    this.options.will = will;
+  }
+
+  clearLastWill(): void {
+    this.configurable("clearLastWill");
+    this.options.will = undefined;
+  }
+
+  configureUsernamePassword(username: string, password?: string): void {
+    this.configurable("configureUsernamePassword");
+    if (typeof username !== "string") throw invalid("username must be a string");
+    if (password !== undefined && typeof password !== "string") throw invalid("password must be a string");
+    this.username = username;
+    this.options.password = password;
+  }
+
+  /** On by default, as in the Python SDK: the user name carries "?SDK=IoTLink&Version=…". */
+  enableMetricsCollection(): void {
+    this.configurable("enableMetricsCollection");
+    this.metrics = true;
+  }
+
+  disableMetricsCollection(): void {
+    this.configurable("disableMetricsCollection");
+    this.metrics = false;
+  }
+
+  /** Seconds, as in Python. The first reconnect waits `base` (Python: always 1 s). */
+  configureAutoReconnectBackoffTime(baseReconnectQuietTimeSecond: number, maxReconnectQuietTimeSecond: number, stableConnectionTimeSecond: number): void {
+    this.configurable("configureAutoReconnectBackoffTime");
+    const baseMs = positiveSeconds("baseReconnectQuietTimeSecond", baseReconnectQuietTimeSecond);
+    const maxMs = positiveSeconds("maxReconnectQuietTimeSecond", maxReconnectQuietTimeSecond);
+    const stableMs = positiveSeconds("stableConnectionTimeSecond", stableConnectionTimeSecond);
+    if (maxMs < baseMs) throw invalid("maxReconnectQuietTimeSecond must not be below baseReconnectQuietTimeSecond");
+    this.options.backoff = { ...this.options.backoff, baseMs, maxMs, stableMs };
+  }
+
+  /** IoTLink extension: full jitter on reconnect delays, and an optional attempt limit (0 = never give up). */
+  configureAutoReconnectJitter(enabled: boolean, maxAttempts = 0): void {
+    this.configurable("configureAutoReconnectJitter");
+    if (typeof enabled !== "boolean") throw invalid("enabled must be a boolean");
+    this.options.backoff = { ...this.options.backoff, jitter: enabled, maxAttempts };
+  }
+
+  /**
+   * queueSize: requests kept while offline; 0 disables queueing; -1 ("infinite" in Python) means
+   * the largest default ring, 256 requests in 32 KB, since memory is fixed here. `queueBytes`
+   * (IoTLink extension) sets the ring's byte size; by default 128 bytes per request.
+   */
+  configureOfflinePublishQueueing(queueSize: number, dropBehavior = DROP_NEWEST, queueBytes?: number): void {
+    this.configurable("configureOfflinePublishQueueing");
+    if (!Number.isInteger(queueSize) || queueSize < -1 || queueSize > 65535) throw invalid("queueSize must be -1, 0 or a whole number up to 65535, got " + String(queueSize));
+    if (dropBehavior !== DROP_OLDEST && dropBehavior !== DROP_NEWEST) throw invalid("dropBehavior must be DROP_OLDEST (0) or DROP_NEWEST (1)");
+    const entries = queueSize === -1 ? 256 : queueSize;
+    const bytes = queueBytes ?? (queueSize === -1 ? 32768 : entries * 128);
+    if (!Number.isInteger(bytes) || bytes < 0 || (entries > 0 && bytes === 0)) throw invalid("queueBytes must be a whole number above 0");
+    this.options.queueEntries = entries;
+    this.options.queueBytes = entries === 0 ? 0 : bytes;
+    this.options.dropPolicy = dropBehavior;
+  }
+
+  configureDrainingFrequency(frequencyInHz: number): void {
+    this.configurable("configureDrainingFrequency");
+    if (typeof frequencyInHz !== "number" || !(frequencyInHz > 0) || frequencyInHz > 1000) throw invalid("frequencyInHz must be above 0 and at most 1000, got " + String(frequencyInHz));
+    this.options.drainIntervalMs = Math.floor(1000 / frequencyInHz);
+  }
+
+  configureConnectDisconnectTimeout(timeoutSecond: number): void {
+    this.configurable("configureConnectDisconnectTimeout");
+    this.options.connectTimeoutMs = positiveSeconds("timeoutSecond", timeoutSecond);
+  }
+
+  configureMQTTOperationTimeout(timeoutSecond: number): void {
+    this.configurable("configureMQTTOperationTimeout");
+    this.options.operationTimeoutMs = positiveSeconds("timeoutSecond", timeoutSecond);
+  }
+
+  /** The underlying IoTLink client (Python returns its paho client here); undefined before connect(). */
+  getMQTTConnection(): MqttClient | undefined {
+    return this.client;
+  }
+
+  // ------------------------------------------------------------ connection
+
+  private build(keepAliveIntervalSecond: number): MqttClient {
+    if (!Number.isInteger(keepAliveIntervalSecond) || keepAliveIntervalSecond < 0 || keepAliveIntervalSecond > 65535) {
+      throw invalid("keepAliveIntervalSecond must be a whole number from 0 to 65535, got " + String(keepAliveIntervalSecond));
+    }
+    if (this.client) return this.client;
+    const endpoint = this.endpoint;
+    if (!endpoint) throw invalid("call configureEndpoint(hostName, portNumber) before connect()");
+    if (!endpoint.caResource && !this.plaintextAllowed) {
+      throw invalid("no TLS credentials: call configureCredentials(CAFilePath, KeyPath, CertificatePath); IoTLink never falls back to plain TCP silently");
+    }
+    const settings: EndpointSettings = endpoint.caResource ? endpoint : { ...endpoint, plaintext: true };
+    let username = this.username;
+    if (this.metrics) username = (username ?? "") + "?SDK=" + SDK_NAME + "&Version=" + SDK_VERSION;
+    const client = new MqttClient({
+      ...this.options,
+      keepAliveSeconds: keepAliveIntervalSecond,
+      username,
+      transport: this.platform.createTransport(settings),
+      clock: this.platform.clock,
+    });
+    client.on("online", () => {
+      this.settleConnect(0, undefined);
+      this.notify(this.onOnline);
+    });
+    client.on("offline", () => this.notify(this.onOffline));
+    client.on("error", (error) => {
+      if (error.code === ErrorCode.ConnectionRefused || error.code === ErrorCode.ConnectFailed || error.code === ErrorCode.ConnectTimeout || error.code === ErrorCode.GaveUp) {
+        const match = /CONNACK (\d+)/.exec(error.message);
+        this.settleConnect(match ? Number(match[1]) : -1, error);
+      }
+    });
+    client.on("message", (message) => {
+      const handler = this.onMessage;
+      if (handler) handler(copyMessage(message));
+    });
+    this.client = client;
+    return client;
+  }
+
+  private notify(handler: (() => void) | undefined): void {
+    if (handler) handler();
+  }
+
+  private settleConnect(returnCode: number, error: IoTLinkError | undefined): void {
+    const ack = this.connectAck;
+    this.connectAck = undefined;
+    if (ack) ack(0, returnCode);
+    const pending = this.pendingConnect;
+    this.pendingConnect = undefined;
+    if (!pending) return;
+    if (error) pending.reject(error);
+    else pending.resolve(true);
+  }
+
+  /**
+   * Resolves true at CONNACK; rejects with the cause if the first attempt fails, while the client
+   * keeps retrying with backoff until disconnect(). Calling it again while connected resolves true.
+   */
+  connect(keepAliveIntervalSecond = 600): Promise<boolean> {
+    const client = this.build(keepAliveIntervalSecond);
+    const state = client.stateName;
+    if (state === "online" || state === "draining" || state === "resubscribing") return Promise.resolve(true);
+    return new Promise((resolve, reject) => {
+      this.pendingConnect = { resolve, reject };
+      client.connect();
+    });
+  }
+
+  /** ackCallback(mid, returnCode): 0 accepted, 1-5 CONNACK refusals, -1 no CONNACK (network, TLS, timeout). */
+  connectAsync(keepAliveIntervalSecond = 600, ackCallback?: (mid: number, returnCode: number) => void): number {
+    const client = this.build(keepAliveIntervalSecond);
+    if (ackCallback !== undefined && typeof ackCallback !== "function") throw invalid("ackCallback must be a function");
+    this.connectAck = ackCallback;
+    client.connect();
+    return 0;
+  }
+
+  /** Resolves true once DISCONNECT is sent. Queued requests and subscriptions are kept for the next connect(). */
+  disconnect(): Promise<boolean> {
+    this.disconnectAsync();
+    return Promise.resolve(true);
+  }
+
+  disconnectAsync(ackCallback?: (mid: number, data: number) => void): number {
+    if (ackCallback !== undefined && typeof ackCallback !== "function") throw invalid("ackCallback must be a function");
+    if (this.client) this.client.disconnect();
+    const pending = this.pendingConnect;
+    this.pendingConnect = undefined;
+    if (pending) pending.reject(new IoTLinkError(ErrorCode.ConnectFailed, "disconnect() called before the connection was established"));
+    if (ackCallback) ackCallback(0, 0);
+    return 0;
+  }
+
+  private requireClient(): MqttClient {
+    if (!this.client) throw invalid("call connect() or connectAsync() first (requests made before the first connect are not accepted, as in Python)");
+    return this.client;
+  }
+
+  // ------------------------------------------------------------ requests
+
+  /**
+   * Resolves true once sent (QoS 0) or acknowledged (QoS 1); false when queued for later (as the
+   * Python SDK returns False). Rejects when the request was dropped or its acknowledgement is late
+   * (it is then still in flight: do not publish it again).
+   */
+  publish(topic: string, payload: Payload | ArrayBuffer, QoS: number): Promise<boolean> {
+    return new Promise((resolve, reject) => {
+      const accepted = this.requireClient().publish(topic, payload, QoS, false, QoS === 1 ? (status) => settleAck(status, resolve, reject) : undefined);
+      if (accepted === Accepted.Dropped) reject(droppedError());
+      else if (accepted === Accepted.Queued) resolve(false);
+      else if (QoS === 0) resolve(true);
+    });
+  }
+
+  /** Returns the packet id, or "QUEUED". ackCallback(mid, status) keeps working for queued requests. */
+  publishAsync(topic: string, payload: Payload | ArrayBuffer, QoS: number, ackCallback?: (mid: number, status: string) => void): number | "QUEUED" {
+    if (ackCallback !== undefined && typeof ackCallback !== "function") throw invalid("ackCallback must be a function");
+    const client = this.requireClient();
+    const accepted = client.publish(topic, payload, QoS, false, ackCallback ? (status, mid) => ackCallback(mid, ACK_STATUS_NAMES[status]) : undefined);
+    return this.midOf(client, accepted, QoS);
+  }
+
+  /** Resolves true at SUBACK (false if queued); rejects if the broker refuses it or the SUBACK is late. */
+  subscribe(topic: string, QoS: number, callback?: AWSIoTMessageCallback): Promise<boolean> {
+    return new Promise((resolve, reject) => {
+      const accepted = this.requireClient().subscribe(topic, QoS, this.adapt(callback), (status) => settleAck(status, resolve, reject));
+      if (accepted === Accepted.Dropped) reject(droppedError());
+      else if (accepted === Accepted.Queued) resolve(false);
+    });
+  }
+
+  /** ackCallback(mid, [grantedQoS]) with 128 for a refusal, as in Python. */
+  subscribeAsync(topic: string, QoS: number, ackCallback?: (mid: number, data: number[]) => void, messageCallback?: AWSIoTMessageCallback): number | "QUEUED" {
+    if (ackCallback !== undefined && typeof ackCallback !== "function") throw invalid("ackCallback must be a function");
+    const client = this.requireClient();
+    const accepted = client.subscribe(topic, QoS, this.adapt(messageCallback), ackCallback ? (_status, mid, granted) => ackCallback(mid, [granted]) : undefined);
+    return this.midOf(client, accepted, 1);
+  }
+
+  unsubscribe(topic: string): Promise<boolean> {
+    return new Promise((resolve, reject) => {
+      const accepted = this.requireClient().unsubscribe(topic, (status) => settleAck(status, resolve, reject));
+      if (accepted === Accepted.Dropped) reject(droppedError());
+      else if (accepted === Accepted.Queued) resolve(false);
+    });
+  }
+
+  unsubscribeAsync(topic: string, ackCallback?: (mid: number) => void): number | "QUEUED" {
+    if (ackCallback !== undefined && typeof ackCallback !== "function") throw invalid("ackCallback must be a function");
+    const client = this.requireClient();
+    const accepted = client.unsubscribe(topic, ackCallback ? (_status, mid) => ackCallback(mid) : undefined);
+    return this.midOf(client, accepted, 1);
+  }
+
+  private midOf(client: MqttClient, accepted: Accepted, qos: number): number | "QUEUED" {
+    if (accepted === Accepted.Dropped) throw droppedError();
+    if (accepted === Accepted.Queued) return "QUEUED";
+    return qos === 1 ? client.lastPacketId : 0;
+  }
+
+  private adapt(callback: AWSIoTMessageCallback | undefined): ((message: InboundMessage) => void) | undefined {
+    if (callback === undefined) return undefined;
+    if (typeof callback !== "function") throw invalid("callback must be a function");
+    return (message) => callback(this, null, copyMessage(message));
+  }
+}
+
+function settleAck(status: number, resolve: (value: boolean) => void, reject: (error: Error) => void): void {
+  if (status === AckStatus.Acknowledged) resolve(true);
+  else if (status === AckStatus.TimedOut) reject(new IoTLinkError(ErrorCode.NotAccepted, "acknowledgement timed out; the request is still in flight and will be re-sent after a reconnect: do not repeat it"));
+  else if (status === AckStatus.Refused) reject(new IoTLinkError(ErrorCode.SubscriptionRefused, "the broker refused the subscription"));
+  else reject(droppedError());
+}
+
+function droppedError(): IoTLinkError {
+  return new IoTLinkError(ErrorCode.NotAccepted, "offline queue full: the request was dropped (see the drop policy)");
+}

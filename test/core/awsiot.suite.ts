@@ -1,0 +1,176 @@
+// The AWSIoTMQTTClient facade: Python SDK names and defaults, and the SDK's defects fixed.
+import { AWSIoTMQTTClientCore, DROP_OLDEST, SDK_NAME } from "../../modules/awsiot";
+import type { EndpointSettings, Platform } from "../../modules/types";
+import { deepEqual, equal, ok, test, throws } from "../harness";
+import { fromUtf8 } from "../support/broker-codec";
+import { ScriptedBroker } from "../support/scripted-broker";
+import { VirtualClock } from "../support/virtual-clock";
+
+function platform(): { platform: Platform; broker: ScriptedBroker; clock: VirtualClock; endpoints: EndpointSettings[] } {
+  const clock = new VirtualClock();
+  const broker = new ScriptedBroker(clock);
+  const endpoints: EndpointSettings[] = [];
+  return {
+    clock,
+    broker,
+    endpoints,
+    platform: {
+      clock,
+      createTransport(endpoint) {
+        endpoints.push(endpoint);
+        return broker;
+      },
+    },
+  };
+}
+
+function configured(p = platform()): { client: AWSIoTMQTTClientCore } & ReturnType<typeof platform> {
+  const client = new AWSIoTMQTTClientCore(p.platform, "sensor-1");
+  client.configureEndpoint("example-ats.iot.eu-west-1.amazonaws.com", 8883);
+  client.configureCredentials("AmazonRootCA1.der", "device.key.der", "device.crt.der");
+  return { client, ...p };
+}
+
+test("facade: connect() resolves at CONNACK with the Python defaults and the metrics user name", async () => {
+  const { client, broker, clock, endpoints } = configured();
+  let online = 0;
+  client.onOnline = () => online++;
+  const connecting = client.connect();
+  clock.settle();
+  equal(await connecting, true);
+  equal(online, 1);
+  const [connect] = broker.sent(1);
+  equal(connect.keepAlive, 600);
+  equal(connect.cleanSession, true);
+  equal(connect.username, "?SDK=" + SDK_NAME + "&Version=0.1.0");
+  deepEqual(endpoints[0], { host: "example-ats.iot.eu-west-1.amazonaws.com", port: 8883, alpn: undefined, caResource: "AmazonRootCA1.der", keyResource: "device.key.der", certificateResource: "device.crt.der" });
+});
+
+test("facade: port 443 turns on ALPN x-amzn-mqtt-ca; metrics can be turned off", async () => {
+  const p = platform();
+  const client = new AWSIoTMQTTClientCore(p.platform, "sensor-2");
+  client.configureEndpoint("host", 443);
+  client.configureCredentials("ca.der", "key.der", "cert.der");
+  client.configureUsernamePassword("alice", "pw");
+  client.disableMetricsCollection();
+  const connecting = client.connect(30);
+  p.clock.settle();
+  await connecting;
+  deepEqual(p.endpoints[0].alpn, ["x-amzn-mqtt-ca"]);
+  equal(p.broker.sent(1)[0].username, "alice");
+  equal(p.broker.sent(1)[0].keepAlive, 30);
+});
+
+test("facade: never plaintext by omission; plaintext only when asked in so many words", () => {
+  const p = platform();
+  const client = new AWSIoTMQTTClientCore(p.platform, "sensor-3");
+  client.configureEndpoint("localhost", 1883);
+  throws(() => client.connectAsync(), "no TLS credentials");
+  throws(() => client.configureUnencryptedConnection(false), "pass true");
+  client.configureUnencryptedConnection(true);
+  client.connectAsync();
+  equal(p.endpoints[0].plaintext, true);
+});
+
+test("facade: first connect that fails rejects with the cause and is retried in the background", async () => {
+  const { client, broker, clock } = configured();
+  broker.connackCode = 5;
+  const codes: number[] = [];
+  const connecting = client.connect();
+  clock.settle();
+  let message = "";
+  try {
+    await connecting;
+  } catch (error) {
+    message = (error as Error).message;
+  }
+  ok(message.indexOf("not authorized") >= 0, message);
+  broker.connackCode = 0;
+  client.connectAsync(600, (_mid, rc) => codes.push(rc)); // already retrying: only registers the callback
+  clock.advance(2000);
+  equal(client.getMQTTConnection()?.stateName, "online");
+  deepEqual(codes, [0]);
+  equal(broker.opens, 2);
+});
+
+test("facade: publish resolves true online, false when queued; a queued publishAsync keeps its ack callback", async () => {
+  const { client, broker, clock } = configured();
+  const connecting = client.connect();
+  clock.settle();
+  await connecting;
+  const acked = client.publish("t", "online", 1);
+  clock.settle();
+  equal(await acked, true);
+  broker.drop();
+  equal(await client.publish("t", "offline", 1), false);
+  const acks: string[] = [];
+  equal(client.publishAsync("t", "async", 1, (mid, status) => acks.push(mid + ":" + status)), "QUEUED");
+  clock.advance(5000);
+  deepEqual(broker.sent(3).map((p) => fromUtf8(p.payload as Uint8Array)), ["online", "offline", "async"]);
+  equal(acks.length, 1);
+  ok(acks[0].endsWith(":acknowledged"), acks[0]);
+});
+
+test("facade: subscribe callbacks get (client, userdata, message) with a payload copy", async () => {
+  const { client, broker, clock } = configured();
+  client.connectAsync();
+  clock.settle();
+  const received: string[] = [];
+  let kept: Uint8Array | undefined;
+  const subscribed = client.subscribe("cmd/#", 1, (self, userdata, message) => {
+    ok(self === client);
+    equal(userdata, null);
+    kept = message.payload;
+    received.push(message.topic + "=" + fromUtf8(message.payload) + "@" + message.qos);
+  });
+  clock.settle();
+  equal(await subscribed, true);
+  broker.publish("cmd/led", "on", 1);
+  broker.publish("cmd/led", "off", 1);
+  clock.settle();
+  deepEqual(received, ["cmd/led=on@1", "cmd/led=off@1"]);
+  equal(fromUtf8(kept as Uint8Array), "off");
+  const granted: number[][] = [];
+  client.subscribeAsync("other", 0, (_mid, data) => granted.push(data));
+  broker.refusedFilters = ["denied"];
+  let refused = "";
+  client.subscribe("denied", 1).catch((error: Error) => (refused = error.message));
+  clock.settle();
+  await Promise.resolve();
+  deepEqual(granted, [[0]]);
+  ok(refused.indexOf("refused") >= 0, refused);
+});
+
+test("facade: configuration is validated at the call and fixed once connected", () => {
+  const { client } = configured();
+  throws(() => client.configureAutoReconnectBackoffTime(0, 32, 20), "baseReconnectQuietTimeSecond");
+  throws(() => client.configureAutoReconnectBackoffTime(8, 4, 20), "must not be below");
+  throws(() => client.configureOfflinePublishQueueing(-2), "queueSize");
+  throws(() => client.configureOfflinePublishQueueing(10, 5), "dropBehavior");
+  throws(() => client.configureDrainingFrequency(0), "frequencyInHz");
+  throws(() => client.configureEndpoint("", 8883), "hostName");
+  throws(() => client.configureEndpoint("h", 70000), "portNumber");
+  throws(() => client.configureCredentials("ca.der", "key.der"), "both");
+  throws(() => new AWSIoTMQTTClientCore(platform().platform, "x", 4, true), "WebSocket");
+  throws(() => client.publishAsync("t", "x", 0), "call connect()");
+  client.configureOfflinePublishQueueing(10, DROP_OLDEST);
+  client.configureDrainingFrequency(4);
+  client.connectAsync();
+  throws(() => client.configureOfflinePublishQueueing(5), "before connect()");
+});
+
+test("facade: queue size and drain frequency reach the client (10 queued, DROP_OLDEST, 4 Hz)", () => {
+  const { client, broker, clock } = configured();
+  client.configureOfflinePublishQueueing(10, DROP_OLDEST);
+  client.configureDrainingFrequency(4);
+  client.connectAsync();
+  clock.settle();
+  broker.drop();
+  for (let i = 0; i < 12; i++) client.publishAsync("t", "m" + i, 0);
+  clock.advance(1000); // reconnect
+  const firstDrained = broker.sent(3).length;
+  clock.advance(250);
+  equal(broker.sent(3).length, firstDrained + 1, "one request per 250 ms");
+  clock.advance(5000);
+  deepEqual(broker.sent(3).map((p) => fromUtf8(p.payload as Uint8Array)), ["m2", "m3", "m4", "m5", "m6", "m7", "m8", "m9", "m10", "m11"]);
+});

@@ -1,0 +1,243 @@
+// An embedded MQTT broker with mutual TLS for the desktop simulation and the tests: aedes behind
+// node:tls on loopback. Clients must present a certificate signed by the development CA (the
+// equivalent of Mosquitto's require_certificate); the certificate's CN is kept as the client's
+// identity (use_identity_as_username). It serves the full chain, as Moddable's TLS requires, and
+// offers ALPN x-amzn-mqtt-ca and mqtt like AWS IoT on port 443.
+//
+// As a script: node --import tsx tools/broker.ts [--port 8883] [--host 127.0.0.1] [--certs certs]
+import { Aedes, type AedesOptions, type AedesPublishPacket, type Client } from "aedes";
+import { EventEmitter, once } from "node:events";
+import { readFileSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { join, resolve } from "node:path";
+import { createServer, type TLSSocket, type TlsOptions } from "node:tls";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { DEV_PKI_FILES } from "./certs.ts";
+
+export const BROKER_ALPN_PROTOCOLS: readonly string[] = Object.freeze(["x-amzn-mqtt-ca", "mqtt"]);
+
+export interface BrokerOptions {
+  /** Loopback by default; the broker is for this machine only. */
+  readonly host?: string;
+  /** 0 picks a free port. */
+  readonly port?: number;
+  /** Directory of the development PKI (default certs/). */
+  readonly certificateDirectory?: string;
+  /** PEM overrides: the chain served (leaf first), its key, and the CA that client certificates must chain to. */
+  readonly certificateChainPem?: string | Buffer;
+  readonly keyPem?: string | Buffer;
+  readonly clientCaPem?: string | Buffer;
+  /** Extra node:tls server options, e.g. {minVersion: "TLSv1.3"} to imitate a TLS-1.3-only broker. */
+  readonly tls?: TlsOptions;
+  readonly aedes?: AedesOptions;
+  /** Keep every client publish in `messages` (default true). */
+  readonly keepMessages?: boolean;
+  /** Receives one line per broker event (connections, TLS failures, publishes). */
+  readonly log?: (line: string) => void;
+}
+
+export interface ReceivedMessage {
+  readonly clientId: string;
+  readonly topic: string;
+  readonly payload: Buffer;
+  readonly qos: 0 | 1 | 2;
+  readonly retain: boolean;
+  readonly dup: boolean;
+}
+
+export interface ConnectionInfo {
+  readonly remotePort: number | undefined;
+  readonly alpnProtocol: string | false | null;
+  readonly protocol: string | null;
+  readonly cipher: string;
+  /** The client certificate's CN. */
+  readonly identity: string | undefined;
+}
+
+export interface BrokerStatistics {
+  /** TLS connections that completed the handshake. */
+  tlsConnections: number;
+  /** Connections refused during the TLS handshake (bad or missing client certificate, ...). */
+  tlsFailures: number;
+  /** MQTT CONNECTs accepted. */
+  clientsConnected: number;
+  /** PUBLISH packets received from clients. */
+  publishesReceived: number;
+  subscribes: number;
+  unsubscribes: number;
+}
+
+export interface RunningBroker {
+  readonly host: string;
+  readonly port: number;
+  readonly url: string;
+  readonly aedes: Aedes;
+  readonly statistics: BrokerStatistics;
+  readonly messages: ReceivedMessage[];
+  readonly connections: ConnectionInfo[];
+  /** Emits "publish" (ReceivedMessage), "clientReady" (clientId), "clientDisconnect" (clientId), "tlsError" (Error). */
+  readonly events: EventEmitter;
+  /** Client ids of the MQTT clients connected now. */
+  connectedClientIds(): string[];
+  /** Publishes to subscribers as the broker itself. */
+  publish(topic: string, payload: string | Buffer, qos?: 0 | 1): Promise<void>;
+  /** Drops every open connection (the broker keeps listening); for reconnect tests. */
+  dropConnections(): void;
+  /** Stops listening, closes every connection and the broker. */
+  stop(): Promise<void>;
+}
+
+function readPem(directory: string, name: string): Buffer {
+  try {
+    return readFileSync(join(directory, name));
+  } catch {
+    throw new Error(`${join(directory, name)} is missing: run npm run certs first`);
+  }
+}
+
+export async function startBroker(options: BrokerOptions = {}): Promise<RunningBroker> {
+  const host = options.host ?? "127.0.0.1";
+  const directory = resolve(options.certificateDirectory ?? "certs");
+  const log = options.log ?? (() => undefined);
+  const keepMessages = options.keepMessages ?? true;
+
+  const statistics: BrokerStatistics = { tlsConnections: 0, tlsFailures: 0, clientsConnected: 0, publishesReceived: 0, subscribes: 0, unsubscribes: 0 };
+  const messages: ReceivedMessage[] = [];
+  const connections: ConnectionInfo[] = [];
+  const events = new EventEmitter();
+  const sockets = new Set<TLSSocket>();
+  const identities = new WeakMap<object, string | undefined>();
+
+  const aedes = await Aedes.createBroker(options.aedes);
+  aedes.on("clientReady", (client: Client) => {
+    statistics.clientsConnected++;
+    log(`client ${client.id} connected (identity ${identities.get(client.conn) ?? "none"})`);
+    events.emit("clientReady", client.id);
+  });
+  aedes.on("clientDisconnect", (client: Client) => {
+    log(`client ${client.id} disconnected`);
+    events.emit("clientDisconnect", client.id);
+  });
+  aedes.on("clientError", (client: Client, error: Error) => log(`client ${client.id} error: ${error.message}`));
+  aedes.on("connectionError", (_client: Client, error: Error) => log(`connection error: ${error.message}`));
+  aedes.on("subscribe", (subscriptions, client: Client) => {
+    statistics.subscribes++;
+    log(`client ${client.id} subscribed to ${subscriptions.map((subscription) => `${subscription.topic} (QoS ${subscription.qos})`).join(", ")}`);
+  });
+  aedes.on("unsubscribe", (topics: string[], client: Client) => {
+    statistics.unsubscribes++;
+    log(`client ${client.id} unsubscribed from ${topics.join(", ")}`);
+  });
+  aedes.on("publish", (packet: AedesPublishPacket, client: Client | null) => {
+    if (!client) return; // the broker's own $SYS and forwarded messages
+    statistics.publishesReceived++;
+    const message: ReceivedMessage = {
+      clientId: client.id,
+      topic: packet.topic,
+      payload: Buffer.from(packet.payload),
+      qos: packet.qos,
+      retain: packet.retain,
+      dup: packet.dup,
+    };
+    if (keepMessages) messages.push(message);
+    log(`client ${client.id} published ${message.payload.length} bytes to ${message.topic} (QoS ${message.qos}${message.dup ? ", dup" : ""})`);
+    events.emit("publish", message);
+  });
+
+  const server = createServer({
+    key: options.keyPem ?? readPem(directory, DEV_PKI_FILES.brokerKeyPem),
+    cert: options.certificateChainPem ?? readPem(directory, DEV_PKI_FILES.brokerChainPem),
+    ca: options.clientCaPem ?? readPem(directory, DEV_PKI_FILES.caCertificatePem),
+    requestCert: true,
+    rejectUnauthorized: true,
+    ALPNProtocols: [...BROKER_ALPN_PROTOCOLS],
+    ...options.tls,
+  });
+  server.on("secureConnection", (socket: TLSSocket) => {
+    statistics.tlsConnections++;
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    const identity = socket.getPeerCertificate()?.subject?.CN;
+    identities.set(socket, Array.isArray(identity) ? identity.join(",") : identity);
+    connections.push({
+      remotePort: socket.remotePort,
+      alpnProtocol: socket.alpnProtocol,
+      protocol: socket.getProtocol(),
+      cipher: socket.getCipher().name,
+      identity: identities.get(socket),
+    });
+    aedes.handle(socket);
+  });
+  server.on("tlsClientError", (error: Error, socket: TLSSocket) => {
+    statistics.tlsFailures++;
+    log(`TLS handshake refused: ${error.message}`);
+    events.emit("tlsError", error);
+    socket.destroy();
+  });
+
+  server.listen(options.port ?? 0, host);
+  await once(server, "listening");
+  const port = (server.address() as AddressInfo).port;
+  log(`listening on mqtts://${host}:${port}`);
+
+  let stopping: Promise<void> | undefined;
+  return {
+    host,
+    port,
+    url: `mqtts://${host}:${port}`,
+    aedes,
+    statistics,
+    messages,
+    connections,
+    events,
+    connectedClientIds: () => Object.keys((aedes as unknown as { clients: Record<string, unknown> }).clients),
+    publish: (topic, payload, qos = 0) =>
+      new Promise<void>((done, fail) => {
+        aedes.publish({ cmd: "publish", topic, payload: Buffer.from(payload), qos, retain: false, dup: false }, (error?: Error) => (error ? fail(error) : done()));
+      }),
+    dropConnections: () => {
+      for (const socket of sockets) socket.destroy();
+    },
+    stop: () => {
+      stopping ??= (async () => {
+        const closed = new Promise<void>((done) => server.close(() => done()));
+        for (const socket of sockets) socket.destroy();
+        await closed;
+        await new Promise<void>((done) => aedes.close(() => done()));
+        log("stopped");
+      })();
+      return stopping;
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      host: { type: "string", default: "127.0.0.1" },
+      port: { type: "string", default: "8883" },
+      certs: { type: "string", default: "certs" },
+    },
+  });
+  const broker = await startBroker({
+    host: values.host,
+    port: Number(values.port),
+    certificateDirectory: values.certs,
+    keepMessages: false,
+    log: (line) => process.stderr.write(`broker: ${line}\n`),
+  });
+  process.stdout.write(`${broker.url}\n`);
+  const stop = (): void => {
+    void broker.stop().then(() => process.exit(0));
+  };
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((error: unknown) => {
+    process.stderr.write(`broker: ${(error as Error).message}\n`);
+    process.exitCode = 1;
+  });
+}
