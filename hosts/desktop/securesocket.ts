@@ -22,13 +22,23 @@
 // unencrypted PKCS#8 RSA client key; the server must send its chain; the name check uses
 // subjectAltName only; verification is on unless secure.verify is false.
 import { isIP, Socket as TcpSocket } from "node:net";
-import { Duplex } from "node:stream";
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from "node:tls";
 import type { X509Certificate } from "node:crypto";
 import config from "./config.ts";
 import { trace } from "./trace.ts";
+import { InspectedStream } from "./inspected-stream.ts";
 import { bytesOf, checkCertificateDer, checkClientCredentials, checkServerChain, isWithinValidity, type Checked, type ClientCredentials } from "./tls-inputs.ts";
-import { alertName, ServerHandshakeObserver } from "./tls-observer.ts";
+import {
+  ALERT_PROTOCOL_VERSION,
+  alertName,
+  HANDSHAKE_CERTIFICATE,
+  HANDSHAKE_CERTIFICATE_REQUEST,
+  HANDSHAKE_SERVER_HELLO,
+  HANDSHAKE_SERVER_HELLO_DONE,
+  parseCertificateList,
+  parseServerHello,
+  TlsHandshakeReader,
+} from "./tls-observer.ts";
 
 export const MESSAGE_CONNECTED = 1;
 export const MESSAGE_READABLE = 2;
@@ -103,53 +113,12 @@ function alpnWireFormat(value: unknown): Checked<Buffer> {
   return { ok: true, value: Buffer.concat(parts) };
 }
 
-/** Passes bytes between node:tls and the TCP socket, showing the server's handshake to an observer. */
-class ObservedTransport extends Duplex {
-  pendingBytes = 0;
-
-  constructor(
-    private readonly tcp: TcpSocket,
-    private readonly inspect: (chunk: Buffer) => boolean,
-    private readonly onFlushed: () => void,
-  ) {
-    super();
-    tcp.on("data", (chunk: Buffer) => {
-      if (this.inspect(chunk) && !this.push(chunk)) tcp.pause();
-    });
-    tcp.on("end", () => this.push(null));
-    tcp.on("error", (error) => this.destroy(error));
-    tcp.on("close", () => this.destroy());
-  }
-
-  override _read(): void {
-    this.tcp.resume();
-  }
-
-  override _write(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
-    this.pendingBytes += chunk.length;
-    this.tcp.write(chunk, (error) => {
-      this.pendingBytes -= chunk.length;
-      done(error);
-      this.onFlushed();
-    });
-  }
-
-  override _final(done: (error?: Error | null) => void): void {
-    this.tcp.end(done);
-  }
-
-  override _destroy(error: Error | null, done: (error?: Error | null) => void): void {
-    this.tcp.destroy();
-    done(error);
-  }
-}
-
 export default class SecureSocket {
   callback: SecureSocketCallback | undefined;
 
   private tcp: TcpSocket | undefined;
   private tls: TLSSocket | undefined;
-  private transport: ObservedTransport | undefined;
+  private transport: InspectedStream | undefined;
   private connected = false;
   private closed = false;
   private reported = false;
@@ -232,8 +201,8 @@ export default class SecureSocket {
   }
 
   write(...values: WriteValue[]): number | undefined {
-    if (this.closed || !this.tls) throw new TypeError("securesocket: write on a closed socket");
-    if (!this.connected) throw new Error("securesocket: write before the TLS handshake completed");
+    if (this.closed) throw new TypeError("securesocket: write on a closed socket");
+    if (!this.connected || !this.tls) throw new Error("securesocket: write before the TLS handshake completed");
     const available = this.availableToWrite();
     if (values.length === 0) return available;
     const parts: Buffer[] = [];
@@ -289,27 +258,11 @@ export default class SecureSocket {
       this.fail(this.startupProblem);
       return;
     }
-    const observer = new ServerHandshakeObserver({
-      serverHello: (_version, cipherSuite) => {
-        this.cipherSuite = cipherSuite;
-      },
-      certificates: (chain) => {
-        if (!this.verify) return;
-        const problem = checkServerChain(chain, this.serverName, this.ca);
-        if (problem) throw new TlsLimitError(problem);
-      },
-      certificateRequest: () => {
-        this.certificateRequested = true;
-      },
-      serverHelloDone: () => {
-        if (!this.certificateRequested) return;
-        if (DHE_RSA_SUITE_IDS.has(this.cipherSuite)) {
-          throw new TlsLimitError("certificateVerify: unimplemented (the server chose a DHE cipher suite and asked for a client certificate; set config tls.DHE_RSA to false)");
-        }
-        if (this.clientCredentials && !this.clientCredentials.ok) throw new TlsLimitError(this.clientCredentials.problem);
-      },
+    const observer = new TlsHandshakeReader({
+      message: (type, body) => this.onServerHandshakeMessage(type, body),
       alert: (_level, description) => {
-        throw new TlsLimitError(`server sent alert ${alertName(description)} during the handshake${description === 70 ? " (Moddable's TLS supports TLS 1.2 only)" : ""}`);
+        const hint = description === ALERT_PROTOCOL_VERSION ? " (Moddable's TLS supports TLS 1.2 only)" : "";
+        throw new TlsLimitError(`server sent alert ${alertName(description)} during the handshake${hint}`);
       },
     });
     const inspect = (chunk: Buffer): boolean => {
@@ -322,7 +275,7 @@ export default class SecureSocket {
         return false;
       }
     };
-    const transport = new ObservedTransport(tcp, inspect, () => this.maybeWritable());
+    const transport = new InspectedStream(tcp, inspect, () => this.maybeWritable());
     // node:tls forwards the transport's errors; this listener only keeps them from being "unhandled".
     transport.on("error", () => undefined);
     this.transport = transport;
@@ -358,6 +311,32 @@ export default class SecureSocket {
     tls.on("error", (error: Error) => this.fail(error.message));
     tls.on("close", () => this.terminate(MESSAGE_DISCONNECTED));
     tls.on("end", () => this.terminate(MESSAGE_DISCONNECTED));
+  }
+
+  /** The device's checks at the points its own handshake code makes them (ssl/ssl_handshake.js). */
+  private onServerHandshakeMessage(type: number, body: Buffer): void {
+    switch (type) {
+      case HANDSHAKE_SERVER_HELLO:
+        this.cipherSuite = parseServerHello(body)?.cipherSuite ?? 0;
+        break;
+      case HANDSHAKE_CERTIFICATE: {
+        if (!this.verify) break;
+        const problem = checkServerChain(parseCertificateList(body), this.serverName, this.ca);
+        if (problem) throw new TlsLimitError(problem);
+        break;
+      }
+      case HANDSHAKE_CERTIFICATE_REQUEST:
+        this.certificateRequested = true;
+        break;
+      case HANDSHAKE_SERVER_HELLO_DONE:
+        // Here the device answers a certificate request: it signs with the client key only now.
+        if (!this.certificateRequested) break;
+        if (DHE_RSA_SUITE_IDS.has(this.cipherSuite)) {
+          throw new TlsLimitError("certificateVerify: unimplemented (the server chose a DHE cipher suite and asked for a client certificate; set config tls.DHE_RSA to false)");
+        }
+        if (this.clientCredentials && !this.clientCredentials.ok) throw new TlsLimitError(this.clientCredentials.problem);
+        break;
+    }
   }
 
   private onPlaintext(data: Buffer): void {

@@ -1,7 +1,8 @@
-// Reads the server's side of a TLS 1.2 handshake as it arrives, before node:tls sees it. Until the
-// server's ChangeCipherSpec, TLS 1.2 handshake records are plaintext, so the certificates the
-// server actually sent, its choice of cipher suite and whether it asks for a client certificate
-// can be seen here (node:tls only exposes a chain completed from the local trust store).
+// Reads one direction of a TLS 1.2 handshake as it passes. Until a side sends ChangeCipherSpec,
+// its TLS 1.2 handshake records are plaintext, so the certificates a peer actually sent, the
+// server's choice of cipher suite and its certificate request can be seen (node:tls only exposes a
+// chain completed from the local trust store, and decides about client certificates only after the
+// handshake). The desktop SecureSocket reads the server's side; the embedded broker the client's.
 
 export const RECORD_CHANGE_CIPHER_SPEC = 20;
 export const RECORD_ALERT = 21;
@@ -12,23 +13,26 @@ export const HANDSHAKE_CERTIFICATE = 11;
 export const HANDSHAKE_CERTIFICATE_REQUEST = 13;
 export const HANDSHAKE_SERVER_HELLO_DONE = 14;
 
-export interface ServerHandshakeEvents {
-  serverHello(version: number, cipherSuite: number): void;
-  certificates(chain: Buffer[]): void;
-  certificateRequest(): void;
-  /** Called before the bytes that carry ServerHelloDone are handed on; throwing stops them. */
-  serverHelloDone(): void;
+export const ALERT_HANDSHAKE_FAILURE = 40;
+export const ALERT_BAD_CERTIFICATE = 42;
+export const ALERT_CERTIFICATE_EXPIRED = 45;
+export const ALERT_UNKNOWN_CA = 48;
+export const ALERT_PROTOCOL_VERSION = 70;
+
+export interface HandshakeEvents {
+  /** A complete handshake message. Throwing stops the bytes that carried it from being passed on. */
+  message(type: number, body: Buffer): void;
   alert(level: number, description: number): void;
 }
 
-export class ServerHandshakeObserver {
+export class TlsHandshakeReader {
   private records: Buffer = Buffer.alloc(0);
   private messages: Buffer = Buffer.alloc(0);
   private encrypted = false;
 
-  constructor(private readonly events: ServerHandshakeEvents) {}
+  constructor(private readonly events: HandshakeEvents) {}
 
-  /** Feeds bytes received from the server; errors thrown by the event handlers propagate. */
+  /** Feeds bytes in the order they were received; errors thrown by the event handlers propagate. */
   observe(chunk: Buffer): void {
     if (this.encrypted) return;
     this.records = this.records.length === 0 ? chunk : Buffer.concat([this.records, chunk]);
@@ -44,6 +48,7 @@ export class ServerHandshakeObserver {
     }
   }
 
+  // Everything after ChangeCipherSpec is encrypted; reading stops for good, so the data path pays nothing.
   private stop(): void {
     this.encrypted = true;
     this.records = Buffer.alloc(0);
@@ -58,37 +63,33 @@ export class ServerHandshakeObserver {
       const type = this.messages[0]!;
       const body = this.messages.subarray(4, 4 + length);
       this.messages = this.messages.subarray(4 + length);
-      this.onMessage(type, body);
+      this.events.message(type, body);
     }
   }
+}
 
-  private onMessage(type: number, body: Buffer): void {
-    switch (type) {
-      case HANDSHAKE_SERVER_HELLO: {
-        const sessionIdLength = body[34] ?? 0;
-        const suiteOffset = 35 + sessionIdLength;
-        if (body.length >= suiteOffset + 2) this.events.serverHello(body.readUInt16BE(0), body.readUInt16BE(suiteOffset));
-        break;
-      }
-      case HANDSHAKE_CERTIFICATE: {
-        const chain: Buffer[] = [];
-        let offset = 3;
-        while (offset + 3 <= body.length) {
-          const length = body.readUIntBE(offset, 3);
-          chain.push(Buffer.from(body.subarray(offset + 3, offset + 3 + length)));
-          offset += 3 + length;
-        }
-        this.events.certificates(chain);
-        break;
-      }
-      case HANDSHAKE_CERTIFICATE_REQUEST:
-        this.events.certificateRequest();
-        break;
-      case HANDSHAKE_SERVER_HELLO_DONE:
-        this.events.serverHelloDone();
-        break;
-    }
+export function parseServerHello(body: Buffer): { version: number; cipherSuite: number } | undefined {
+  const sessionIdLength = body[34] ?? 0;
+  const suiteOffset = 35 + sessionIdLength;
+  if (body.length < suiteOffset + 2) return undefined;
+  return { version: body.readUInt16BE(0), cipherSuite: body.readUInt16BE(suiteOffset) };
+}
+
+/** The DER certificates of a Certificate message, in the order sent (leaf first). */
+export function parseCertificateList(body: Buffer): Buffer[] {
+  const chain: Buffer[] = [];
+  let offset = 3;
+  while (offset + 3 <= body.length) {
+    const length = body.readUIntBE(offset, 3);
+    chain.push(Buffer.from(body.subarray(offset + 3, offset + 3 + length)));
+    offset += 3 + length;
   }
+  return chain;
+}
+
+/** A fatal alert as a plaintext TLS 1.2 record, what a peer sends when it rejects the handshake. */
+export function fatalAlertRecord(description: number): Buffer {
+  return Buffer.of(RECORD_ALERT, 0x03, 0x03, 0x00, 0x02, 0x02, description);
 }
 
 const ALERT_NAMES: Readonly<Record<number, string>> = {

@@ -1,0 +1,135 @@
+// The core's Transport over Moddable's SecureSocket (mutual TLS, certificates and key from flash
+// resources) or, only when the user asked for it, a plain Socket. Moddable's socket write throws
+// when more is written than the socket can take, so bytes that do not fit yet wait in a transmit
+// buffer of fixed size and go out on the next "writable" callback.
+import Resource from "Resource";
+import SecureSocket from "securesocket";
+import { Socket } from "socket";
+import type { EndpointSettings, Transport, TransportSink } from "../../modules/types";
+
+const CONNECTED = 1;
+const READABLE = 2;
+const WRITABLE = 3;
+const DISCONNECTED = -1;
+
+interface MinimalSocket {
+  callback: (message: number, value?: number) => void;
+  read(type: typeof ArrayBuffer): ArrayBuffer;
+  /** With no argument: how many bytes can be written now. */
+  write(...data: (ArrayBuffer | ArrayBufferView)[]): number;
+  close(): void;
+}
+
+/** Copies a flash resource into RAM once: the TLS stack keeps references to its inputs. */
+function loadResource(name: string): ArrayBuffer {
+  if (!Resource.exists(name)) throw new Error("resource " + name + " not found: add it to the manifest's resources (see README, certificates)");
+  return new Resource(name).slice(0) as ArrayBuffer;
+}
+
+export class SocketTransport implements Transport {
+  private readonly endpoint: EndpointSettings;
+  private socket: MinimalSocket | undefined;
+  private sink: TransportSink | undefined;
+  private connected = false;
+  private readonly pending: Uint8Array;
+  private pendingBytes = 0;
+  private secure: Record<string, unknown> | undefined;
+
+  /** `transmitBufferBytes` holds what the socket cannot take at once (at least the largest packet). */
+  constructor(endpoint: EndpointSettings, transmitBufferBytes = 4096) {
+    if (!endpoint.plaintext && !endpoint.caResource) throw new Error("TLS needs a CA certificate resource; plain TCP must be asked for explicitly");
+    this.endpoint = endpoint;
+    this.pending = new Uint8Array(transmitBufferBytes);
+  }
+
+  private secureOptions(): Record<string, unknown> {
+    if (this.secure) return this.secure;
+    const endpoint = this.endpoint;
+    const secure: Record<string, unknown> = {
+      protocolVersion: 0x303, // TLS 1.2: the highest Moddable's TLS stack speaks
+      certificate: loadResource(endpoint.caResource as string),
+      serverName: endpoint.serverName ?? endpoint.host,
+    };
+    if (endpoint.certificateResource && endpoint.keyResource) {
+      secure.clientCertificates = [loadResource(endpoint.certificateResource)];
+      secure.clientKey = loadResource(endpoint.keyResource);
+    }
+    if (endpoint.alpn) secure.applicationLayerProtocolNegotiation = endpoint.alpn;
+    this.secure = secure;
+    return secure;
+  }
+
+  open(sink: TransportSink): void {
+    this.sink = sink;
+    this.connected = false;
+    this.pendingBytes = 0;
+    const { host, port } = this.endpoint;
+    let socket: MinimalSocket;
+    try {
+      socket = (this.endpoint.plaintext
+        ? new Socket({ host, port })
+        : new SecureSocket({ host, port, secure: this.secureOptions() })) as unknown as MinimalSocket;
+    } catch (error) {
+      // Report on the next turn, like every other transport event.
+      const reason = "cannot open " + host + ":" + port + ": " + (error instanceof Error ? error.message : String(error));
+      Promise.resolve().then(() => sink.onTransportClosed(reason));
+      return;
+    }
+    this.socket = socket;
+    socket.callback = (message: number, value?: number): void => {
+      if (this.socket !== socket) return; // a socket we already closed
+      if (message === CONNECTED) {
+        this.connected = true;
+        sink.onTransportConnected();
+      } else if (message === READABLE) {
+        const bytes = new Uint8Array(socket.read(ArrayBuffer));
+        sink.onTransportData(bytes, 0, bytes.length);
+      } else if (message === WRITABLE) {
+        this.flush();
+      } else {
+        this.socket = undefined;
+        try {
+          socket.close();
+        } catch {
+          // Already closed by the socket itself.
+        }
+        sink.onTransportClosed(message === DISCONNECTED
+          ? (this.connected ? "closed by the broker" : "closed during connect or TLS handshake")
+          : (this.connected ? "socket error" : "connection or TLS handshake failed (check host, port, CA, certificate and key)"));
+      }
+    };
+  }
+
+  write(bytes: Uint8Array, offset: number, length: number): boolean {
+    const socket = this.socket;
+    if (!socket || !this.connected) return false;
+    if (this.pendingBytes === 0 && length <= socket.write()) {
+      socket.write(bytes.subarray(offset, offset + length));
+      return true;
+    }
+    if (this.pendingBytes + length > this.pending.length) return false;
+    this.pending.set(bytes.subarray(offset, offset + length), this.pendingBytes);
+    this.pendingBytes += length;
+    this.flush();
+    return true;
+  }
+
+  private flush(): void {
+    const socket = this.socket;
+    if (!socket || this.pendingBytes === 0) return;
+    let count = socket.write();
+    if (count <= 0) return;
+    if (count > this.pendingBytes) count = this.pendingBytes;
+    socket.write(this.pending.subarray(0, count));
+    this.pending.copyWithin(0, count, this.pendingBytes);
+    this.pendingBytes -= count;
+  }
+
+  close(): void {
+    const socket = this.socket;
+    this.socket = undefined;
+    this.connected = false;
+    this.pendingBytes = 0;
+    if (socket) socket.close();
+  }
+}

@@ -1,0 +1,156 @@
+// The IoTLink device app: connects over mutual TLS, subscribes to its command topic, publishes
+// telemetry at QoS 1 on an interval, answers commands, and logs every state change as one
+// parseable line (see modules/logline.ts and the README's "Log lines").
+import config from "mc/config";
+import Timer from "timer";
+import { MqttClient, type InboundMessage } from "./modules/client";
+import { formatLogLine } from "./modules/logline";
+import { ACK_STATUS_NAMES, AckStatus, DROP_NEWEST, DROP_OLDEST, type EndpointSettings } from "./modules/types";
+import { moddablePlatform } from "./hosts/moddable/platform";
+
+// Command-line overrides (mcconfig key=value) arrive as strings: parse and check every setting.
+const settings = config as Record<string, unknown>;
+
+function text(key: string, fallback: string): string {
+  const value = settings[key];
+  if (value === undefined || value === "") return fallback;
+  if (typeof value !== "string") throw new Error("config " + key + " must be text");
+  return value;
+}
+
+function whole(key: string, fallback: number, min: number, max: number): number {
+  const raw = settings[key];
+  const value = raw === undefined || raw === "" ? fallback : typeof raw === "string" ? Number(raw) : raw;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+    throw new Error("config " + key + " must be a whole number from " + min + " to " + max + ", got " + String(raw));
+  }
+  return value;
+}
+
+function flag(key: string, fallback: boolean): boolean {
+  const value = settings[key];
+  if (value === undefined || value === "") return fallback;
+  if (value === true || value === "true" || value === "1") return true;
+  if (value === false || value === "false" || value === "0") return false;
+  throw new Error("config " + key + " must be true or false, got " + String(value));
+}
+
+function log(event: string, fields: readonly (string | number | boolean)[]): void {
+  trace(formatLogLine(event, fields) + "\n");
+}
+
+const clientId = text("clientId", "iotlink-device");
+const prefix = text("topicPrefix", "iotlink") + "/" + clientId;
+const telemetryTopic = prefix + "/telemetry";
+const commandTopic = prefix + "/cmd";
+const replyTopic = prefix + "/reply";
+const port = whole("port", 8883, 1, 65535);
+const plaintext = flag("plaintext", false);
+const endpoint: EndpointSettings = {
+  host: text("endpoint", "localhost"),
+  port,
+  serverName: text("serverName", "") || undefined,
+  // AWS IoT Core speaks MQTT on 443 only with this ALPN protocol.
+  alpn: port === 443 ? ["x-amzn-mqtt-ca"] : undefined,
+  caResource: plaintext ? undefined : text("caResource", "ca.der"),
+  certificateResource: plaintext ? undefined : text("certificateResource", "device-cert.der"),
+  keyResource: plaintext ? undefined : text("keyResource", "device-key.der"),
+  plaintext,
+};
+const telemetryIntervalMs = whole("telemetryIntervalMs", 5000, 10, 86400000);
+const telemetryCount = whole("telemetryCount", 0, 0, 0x7fffffff);
+const statusIntervalMs = whole("statusIntervalMs", 10000, 100, 86400000);
+const runForMs = whole("runForMs", 0, 0, 0x7fffffff);
+
+const client = new MqttClient({
+  clientId,
+  transport: moddablePlatform.createTransport(endpoint),
+  clock: moddablePlatform.clock,
+  cleanSession: flag("cleanSession", true),
+  keepAliveSeconds: whole("keepAliveSeconds", 60, 0, 65535),
+  connectTimeoutMs: whole("connectTimeoutMs", 30000, 1, 0x7fffffff),
+  operationTimeoutMs: whole("operationTimeoutMs", 5000, 1, 0x7fffffff),
+  backoff: {
+    baseMs: whole("backoffBaseMs", 1000, 1, 0x7fffffff),
+    maxMs: whole("backoffMaxMs", 32000, 1, 0x7fffffff),
+    stableMs: whole("backoffStableMs", 20000, 1, 0x7fffffff),
+    jitter: flag("backoffJitter", false),
+  },
+  queueEntries: whole("queueEntries", 64, 0, 65535),
+  queueBytes: whole("queueBytes", 8192, 0, 0x7fffffff),
+  dropPolicy: text("dropPolicy", "oldest") === "newest" ? DROP_NEWEST : DROP_OLDEST,
+  inflightWindow: whole("inflightWindow", 10, 1, 100),
+  drainIntervalMs: whole("drainIntervalMs", 500, 0, 0x7fffffff),
+  maxPacketBytes: whole("maxPacketBytes", 2048, 64, 131072),
+});
+
+const startedAt = moddablePlatform.clock.now();
+let sequence = 0;
+
+function uptime(): number {
+  return (moddablePlatform.clock.now() - startedAt) | 0;
+}
+
+function status(event: string): void {
+  const stats = client.stats;
+  log(event, [
+    "state", client.stateName, "queue", client.queuedCount, "inflight", client.inflightCount,
+    "dropped", stats.dropped, "attempt", client.attempt, "sent", stats.sent, "acked", stats.acknowledged,
+    "received", stats.received, "uptime", uptime(),
+  ]);
+}
+
+client.on("state", () => status("state"));
+client.on("online", (sessionPresent) => log("online", ["endpoint", endpoint.host + ":" + port, "session", sessionPresent]));
+client.on("offline", (reason) => log("offline", ["reason", reason]));
+client.on("restored", () => log("restored", ["queue", client.queuedCount]));
+client.on("reconnecting", (delay, attempt) => log("backoff", ["delay", delay, "attempt", attempt]));
+client.on("drop", (kind, topic) => log("drop", ["kind", kind, "topic", topic, "dropped", client.stats.dropped]));
+client.on("error", (error) => log("error", ["code", error.code, "message", error.message]));
+
+function reply(command: string, body: string): void {
+  client.publish(replyTopic, '{"command":"' + command + '",' + body + "}", 1);
+}
+
+function onCommand(message: InboundMessage): void {
+  let command = "";
+  for (let i = 0; i < message.payload.length && i < 32; i++) command += String.fromCharCode(message.payload[i]);
+  command = command.trim();
+  log("command", ["name", command]);
+  if (command === "ping") reply(command, '"uptime":' + uptime());
+  else if (command === "status") reply(command, '"state":"' + client.stateName + '","queue":' + client.queuedCount + ',"sent":' + client.stats.sent);
+  else reply(command, '"error":"unknown command"');
+}
+
+function publishTelemetry(): void {
+  const seq = ++sequence;
+  const payload = '{"seq":' + seq + ',"uptime":' + uptime() + ',"queue":' + client.queuedCount + "}";
+  try {
+    const accepted = client.publish(telemetryTopic, payload, 1, false, (ackStatus) => {
+      if (ackStatus !== AckStatus.Acknowledged) log("ack", ["seq", seq, "status", ACK_STATUS_NAMES[ackStatus]]);
+    });
+    log("telemetry", ["seq", seq, "result", accepted === 0 ? "sent" : accepted === 1 ? "queued" : "dropped"]);
+  } catch (error) {
+    log("error", ["code", "publish", "message", error instanceof Error ? error.message : String(error)]);
+  }
+}
+
+log("start", ["client", clientId, "endpoint", endpoint.host + ":" + port, "tls", !plaintext, "telemetry", telemetryTopic, "commands", commandTopic]);
+client.subscribe(commandTopic, 1, onCommand);
+client.connect();
+
+const telemetryTimer = Timer.repeat(() => {
+  publishTelemetry();
+  if (telemetryCount > 0 && sequence >= telemetryCount) Timer.clear(telemetryTimer);
+}, telemetryIntervalMs);
+const statusTimer = Timer.repeat(() => status("status"), statusIntervalMs);
+
+if (runForMs > 0) {
+  Timer.set(() => {
+    Timer.clear(telemetryTimer);
+    Timer.clear(statusTimer);
+    status("status");
+    client.disconnect();
+    log("done", ["sent", client.stats.sent, "acked", client.stats.acknowledged, "queue", client.queuedCount]);
+  }, runForMs);
+}
