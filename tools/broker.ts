@@ -7,13 +7,26 @@
 // As a script: node --import tsx tools/broker.ts [--port 8883] [--host 127.0.0.1] [--certs certs]
 import { Aedes, type AedesOptions, type AedesPublishPacket, type Client } from "aedes";
 import { EventEmitter, once } from "node:events";
+import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
-import type { AddressInfo } from "node:net";
+import { createServer as createTcpServer, type AddressInfo, type Socket } from "node:net";
 import { join, resolve } from "node:path";
-import { createServer, type TLSSocket, type TlsOptions } from "node:tls";
+import { createServer as createTlsServer, type TLSSocket, type TlsOptions } from "node:tls";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { DEV_PKI_FILES } from "./certs.ts";
+import { InspectedStream } from "../hosts/desktop/inspected-stream.ts";
+import { isWithinValidity } from "../hosts/desktop/tls-inputs.ts";
+import {
+  ALERT_BAD_CERTIFICATE,
+  ALERT_CERTIFICATE_EXPIRED,
+  ALERT_UNKNOWN_CA,
+  alertName,
+  fatalAlertRecord,
+  HANDSHAKE_CERTIFICATE,
+  parseCertificateList,
+  TlsHandshakeReader,
+} from "../hosts/desktop/tls-observer.ts";
 
 export const BROKER_ALPN_PROTOCOLS: readonly string[] = Object.freeze(["x-amzn-mqtt-ca", "mqtt"]);
 
@@ -47,7 +60,6 @@ export interface ReceivedMessage {
 }
 
 export interface ConnectionInfo {
-  readonly remotePort: number | undefined;
   readonly alpnProtocol: string | false | null;
   readonly protocol: string | null;
   readonly cipher: string;
@@ -88,6 +100,45 @@ export interface RunningBroker {
   stop(): Promise<void>;
 }
 
+function certificatesInPem(pem: string | Buffer): X509Certificate[] {
+  const blocks = String(pem).match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  return blocks.map((block) => new X509Certificate(block));
+}
+
+class ClientCertificateRefused extends Error {
+  constructor(
+    readonly alert: number,
+    reason: string,
+  ) {
+    super(reason);
+  }
+}
+
+/**
+ * The check an OpenSSL broker (Mosquitto) makes on the client's Certificate message during a
+ * TLS 1.2 handshake. node:tls only checks after the handshake and then just closes; a device
+ * should see the alert a real broker sends. An empty list is left to OpenSSL, which already
+ * answers it with handshake_failure.
+ */
+function checkClientChain(chain: readonly Buffer[], authorities: readonly X509Certificate[]): void {
+  if (chain.length === 0) return;
+  let certificates: X509Certificate[];
+  try {
+    certificates = chain.map((der) => new X509Certificate(der));
+  } catch {
+    throw new ClientCertificateRefused(ALERT_BAD_CERTIFICATE, "client certificate does not parse");
+  }
+  if (!certificates.every((certificate) => isWithinValidity(certificate))) {
+    throw new ClientCertificateRefused(ALERT_CERTIFICATE_EXPIRED, "client certificate expired or not yet valid");
+  }
+  for (const [index, certificate] of certificates.entries()) {
+    if (authorities.some((authority) => certificate.checkIssued(authority) && certificate.verify(authority.publicKey))) return;
+    const issuer = certificates[index + 1];
+    if (!issuer || !certificate.checkIssued(issuer) || !certificate.verify(issuer.publicKey)) break;
+  }
+  throw new ClientCertificateRefused(ALERT_UNKNOWN_CA, "client certificate is not signed by the broker's CA");
+}
+
 function readPem(directory: string, name: string): Buffer {
   try {
     return readFileSync(join(directory, name));
@@ -106,7 +157,6 @@ export async function startBroker(options: BrokerOptions = {}): Promise<RunningB
   const messages: ReceivedMessage[] = [];
   const connections: ConnectionInfo[] = [];
   const events = new EventEmitter();
-  const sockets = new Set<TLSSocket>();
   const identities = new WeakMap<object, string | undefined>();
 
   const aedes = await Aedes.createBroker(options.aedes);
@@ -145,23 +195,23 @@ export async function startBroker(options: BrokerOptions = {}): Promise<RunningB
     events.emit("publish", message);
   });
 
-  const server = createServer({
+  const tcpSockets = new Set<Socket>();
+  const clientCaPem = options.clientCaPem ?? readPem(directory, DEV_PKI_FILES.caCertificatePem);
+  const authorities = certificatesInPem(clientCaPem);
+  const tlsServer = createTlsServer({
     key: options.keyPem ?? readPem(directory, DEV_PKI_FILES.brokerKeyPem),
     cert: options.certificateChainPem ?? readPem(directory, DEV_PKI_FILES.brokerChainPem),
-    ca: options.clientCaPem ?? readPem(directory, DEV_PKI_FILES.caCertificatePem),
+    ca: clientCaPem,
     requestCert: true,
     rejectUnauthorized: true,
     ALPNProtocols: [...BROKER_ALPN_PROTOCOLS],
     ...options.tls,
   });
-  server.on("secureConnection", (socket: TLSSocket) => {
+  tlsServer.on("secureConnection", (socket: TLSSocket) => {
     statistics.tlsConnections++;
-    sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
     const identity = socket.getPeerCertificate()?.subject?.CN;
     identities.set(socket, Array.isArray(identity) ? identity.join(",") : identity);
     connections.push({
-      remotePort: socket.remotePort,
       alpnProtocol: socket.alpnProtocol,
       protocol: socket.getProtocol(),
       cipher: socket.getCipher().name,
@@ -169,13 +219,41 @@ export async function startBroker(options: BrokerOptions = {}): Promise<RunningB
     });
     aedes.handle(socket);
   });
-  server.on("tlsClientError", (error: Error, socket: TLSSocket) => {
-    statistics.tlsFailures++;
-    log(`TLS handshake refused: ${error.message}`);
-    events.emit("tlsError", error);
+  tlsServer.on("tlsClientError", (error: Error, socket: TLSSocket) => {
     socket.destroy();
+    statistics.tlsFailures++;
+    log(`TLS handshake refused: ${error instanceof ClientCertificateRefused ? `${error.message} (alert ${alertName(error.alert)})` : error.message}`);
+    events.emit("tlsError", error);
   });
-
+  // TCP comes first so the client's side of the handshake can be read on its way to node:tls.
+  const server = createTcpServer((tcp) => {
+    tcpSockets.add(tcp);
+    tcp.once("close", () => tcpSockets.delete(tcp));
+    tcp.on("error", () => undefined); // reported through node:tls
+    let refusedAlready = false;
+    const reader = new TlsHandshakeReader({
+      message: (type, body) => {
+        if (type === HANDSHAKE_CERTIFICATE) checkClientChain(parseCertificateList(body), authorities);
+      },
+      alert: () => undefined,
+    });
+    const stream: InspectedStream = new InspectedStream(tcp, (chunk) => {
+      if (refusedAlready) return false;
+      try {
+        reader.observe(chunk);
+        return true;
+      } catch (error) {
+        if (!(error instanceof ClientCertificateRefused)) throw error;
+        refusedAlready = true;
+        tcp.end(fatalAlertRecord(error.alert));
+        // node:tls passes this error on to "tlsClientError", where the refusal is counted once.
+        stream.destroy(error);
+        return false;
+      }
+    });
+    stream.on("error", () => undefined); // reported through node:tls
+    tlsServer.emit("connection", stream);
+  });
   server.listen(options.port ?? 0, host);
   await once(server, "listening");
   const port = (server.address() as AddressInfo).port;
@@ -197,12 +275,12 @@ export async function startBroker(options: BrokerOptions = {}): Promise<RunningB
         aedes.publish({ cmd: "publish", topic, payload: Buffer.from(payload), qos, retain: false, dup: false }, (error?: Error) => (error ? fail(error) : done()));
       }),
     dropConnections: () => {
-      for (const socket of sockets) socket.destroy();
+      for (const tcp of tcpSockets) tcp.destroy();
     },
     stop: () => {
       stopping ??= (async () => {
         const closed = new Promise<void>((done) => server.close(() => done()));
-        for (const socket of sockets) socket.destroy();
+        for (const tcp of tcpSockets) tcp.destroy();
         await closed;
         await new Promise<void>((done) => aedes.close(() => done()));
         log("stopped");

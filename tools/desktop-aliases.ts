@@ -11,6 +11,7 @@ export const desktopAliases: Readonly<Record<string, string>> = Object.freeze({
   timer: desktopHost("timer.ts"),
   time: desktopHost("time.ts"),
   securesocket: desktopHost("securesocket.ts"),
+  socket: desktopHost("socket.ts"),
   Resource: desktopHost("resource.ts"),
   "mc/config": desktopHost("config.ts"),
 });

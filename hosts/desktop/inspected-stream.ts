@@ -40,7 +40,9 @@ export class InspectedStream extends Duplex {
   }
 
   override _destroy(error: Error | null, done: (error?: Error | null) => void): void {
-    this.tcp.destroy();
+    // A connection being ended with last words (a TLS alert) closes once they are sent.
+    if (this.tcp.writableEnded && !this.tcp.writableFinished) this.tcp.once("finish", () => this.tcp.destroy());
+    else this.tcp.destroy();
     done(error);
   }
 }

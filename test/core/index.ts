@@ -1,6 +1,7 @@
 // Every portable suite, in one list: the Node runner (test/node/core.test.ts) and the XS runner
 // (test/xs) both import this file, so a suite added here runs on both engines.
 import "./topic.suite";
+import "./packet.suite";
 import "./client-session.suite";
 import "./client-queue.suite";
 import "./client-delivery.suite";

@@ -18,6 +18,7 @@ export interface Fixtures {
   readonly deviceKeyPem: Buffer;
   /** A CA that signed nothing the broker uses. */
   readonly otherCaDer: Buffer;
+  readonly otherCaPem: Buffer;
   /** A client certificate and key signed by the other CA: unknown to the broker. */
   readonly foreignDeviceCertificateDer: Buffer;
   readonly foreignDeviceKeyDer: Buffer;
@@ -80,6 +81,7 @@ export function createFixtures(): Fixtures {
     deviceCertificatePem: fromPki(DEV_PKI_FILES.deviceCertificatePem),
     deviceKeyPem: fromPki(DEV_PKI_FILES.deviceKeyPem),
     otherCaDer: der("other-ca.pem", "other-ca.der"),
+    otherCaPem: readFileSync(at("other-ca.pem")),
     foreignDeviceCertificateDer: der("foreign-device.pem", "foreign-device.der"),
     foreignDeviceKeyDer: readFileSync(pemKeyToPkcs8Der(at("foreign-device-key.pem"), at("foreign-device-key.der"))),
     ecDeviceCertificateDer: der("ec-device.pem", "ec-device.der"),
