@@ -120,7 +120,7 @@ test("packet: CONNECT vectors: will, username, password and every flag", () => {
   );
   deepEqual(
     connect({ clientId: "a", cleanSession: true, keepAliveSeconds: 60, username: "\u20ac", password: hex("00 01 02") }),
-    hex("10 16 00 04 4d 51 54 54 04 c2 00 3c 00 01 61 00 03 e2 82 ac 00 03 00 01 02"),
+    hex("10 17 00 04 4d 51 54 54 04 c2 00 3c 00 01 61 00 03 e2 82 ac 00 03 00 01 02"),
     "UTF-8 username, binary password",
   );
 });
@@ -158,7 +158,7 @@ test("packet: SUBSCRIBE and UNSUBSCRIBE vectors with several filters", () => {
   equal(subscribeRemaining(2, 4, false), 10);
   // 82 (reserved bits 0010) | 16 | id 10 | "a/+" QoS 0 | "#" QoS 1 | "b" QoS 2
   deepEqual(subscription(10, ["a/+", "#", "b"], [0, 1, 2]), hex("82 10 00 0a 00 03 61 2f 2b 00 00 01 23 01 00 01 62 02"));
-  deepEqual(subscription(0xfffe, ["\u00e9/#"], [1]), hex("82 08 ff fe 00 04 c3 a9 2f 23 01"), "one UTF-8 filter");
+  deepEqual(subscription(0xfffe, ["\u00e9/#"], [1]), hex("82 09 ff fe 00 04 c3 a9 2f 23 01"), "one UTF-8 filter");
   // a2 (reserved bits 0010) | 10 | id 0x0b0c | "a/+" | "#"
   deepEqual(subscription(0x0b0c, ["a/+", "#"]), hex("a2 0a 0b 0c 00 03 61 2f 2b 00 01 23"));
   deepEqual(subscription(1, ["x"]), hex("a2 05 00 01 00 01 78"), "one filter");
