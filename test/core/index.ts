@@ -2,7 +2,9 @@
 // (test/xs) both import this file, so a suite added here runs on both engines.
 import "./topic.suite";
 import "./packet.suite";
+import "./backoff.suite";
 import "./client-session.suite";
 import "./client-queue.suite";
 import "./client-delivery.suite";
+import "./client-hostile.suite";
 import "./awsiot.suite";
