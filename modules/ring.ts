@@ -54,7 +54,9 @@ export class Ring {
     const headStart = this.offset[this.head];
     const last = this.slot(this.count - 1);
     const tailEnd = this.offset[last] + this.length[last];
-    if (tailEnd > headStart) {
+    // Not wrapped: the entries run from headStart to tailEnd. They can only be equal when every
+    // entry is empty (usedBytes 0): a wrapped ring always holds the non-empty entry that wrapped.
+    if (tailEnd > headStart || this.usedBytes === 0) {
       if (tailEnd + bytes <= this.capacity) return tailEnd;
       return bytes <= headStart ? 0 : -1;
     }

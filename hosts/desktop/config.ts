@@ -30,58 +30,38 @@ export function mergeConfig(values: ConfigObject): void {
   mergeInto(config as ConfigObject, values);
 }
 
-/** Restores the SDK defaults; for tests. */
+/** Restores the SDK defaults; for tests (before freezeConfig). */
 export function resetConfig(): void {
   for (const key of Object.keys(config)) delete config[key];
   mergeInto(config as ConfigObject, sdkDefaults());
 }
 
 /**
- * Reads overrides such as `IOTLINK_CONFIG_port=443` or `IOTLINK_CONFIG_tls_DHE_RSA=false`
- * (`_` descends into nested objects where such a key exists), the desktop counterpart of
- * `mcconfig ... port=443`. Values that look like numbers or booleans become those types.
+ * Reads overrides such as `IOTLINK_CONFIG_port=443`, the desktop counterpart of
+ * `mcconfig ... port=443`. Like mcconfig's name=value arguments, every value stays a string and
+ * the name is one top-level key (objects such as `tls` can only come from the manifest), so code
+ * that forgets to parse a command-line value fails here as it would on the device.
  */
 export function configOverridesFromEnvironment(
   environment: NodeJS.ProcessEnv = process.env,
   prefix = "IOTLINK_CONFIG_",
-): ConfigObject {
-  const overrides: ConfigObject = {};
-  for (const [name, raw] of Object.entries(environment)) {
-    if (!name.startsWith(prefix) || raw === undefined) continue;
-    const path = splitPath(name.slice(prefix.length));
-    let target = overrides;
-    for (const key of path.slice(0, -1)) {
-      const next = target[key];
-      target = isPlainObject(next) ? next : (target[key] = {});
-    }
-    target[path[path.length - 1]!] = parseScalar(raw);
+): Record<string, string> {
+  const overrides: Record<string, string> = {};
+  for (const [name, value] of Object.entries(environment)) {
+    if (name.startsWith(prefix) && name.length > prefix.length && value !== undefined) overrides[name.slice(prefix.length)] = value;
   }
   return overrides;
 }
 
-// "tls_DHE_RSA" descends into `tls` because that object exists; "clientId" stays whole.
-function splitPath(name: string): string[] {
-  const path: string[] = [];
-  let scope: unknown = config;
-  let rest = name;
-  for (;;) {
-    const cut = rest.indexOf("_");
-    if (cut < 0 || !isPlainObject(scope)) break;
-    const head = rest.slice(0, cut);
-    if (!isPlainObject(scope[head])) break;
-    path.push(head);
-    scope = scope[head];
-    rest = rest.slice(cut + 1);
-  }
-  path.push(rest);
-  return path;
+function deepFreeze(value: unknown): void {
+  if (typeof value !== "object" || value === null || Object.isFrozen(value)) return;
+  Object.freeze(value);
+  for (const member of Object.values(value)) deepFreeze(member);
 }
 
-function parseScalar(raw: string): ConfigValue {
-  if (raw === "true") return true;
-  if (raw === "false") return false;
-  if (raw.trim() !== "" && Number.isFinite(Number(raw))) return Number(raw);
-  return raw;
+/** Freezes the config deeply, as the firmware's is (mc.config.js); call once the app's values are in. */
+export function freezeConfig(): void {
+  deepFreeze(config);
 }
 
 export default config;

@@ -1,18 +1,23 @@
 // Node implementation of Moddable's "securesocket" module (modules/crypt/securesocket over
 // modules/network/socket and the ssl/* TLS stack), for running device code unchanged on the desktop.
 //
-// Calling conventions, as in the SDK source:
-// - new SecureSocket({host | address, port, secure: {...}}); the owner sets `callback(message, value)`.
+// Calling conventions, as in the SDK source and as observed on Moddable's Linux simulator
+// (/work/notes/moddable.md):
+// - new SecureSocket({host | address, port, secure: {...}}); the owner sets `callback(message, value)`,
+//   which is called with `this` = the socket.
 // - Messages: 1 connected (TLS handshake done), 2 readable (value = plaintext bytes, at most 1024
-//   per call), 3 writable (value = bytes that may be written), -1 disconnected, -2 error. After -1
-//   or -2 the socket is closed; nothing follows.
+//   per call), 3 writable (value = bytes that may be written; only after something was written),
+//   -1 disconnected, -2 error (no reason is passed). Exactly one of -1/-2 ends a socket; during
+//   that callback write() does nothing and close() is harmless, afterwards the socket is closed.
 // - read() works only inside a readable callback, on that chunk: read() returns the bytes left,
-//   read(ArrayBuffer | String | Number | null[, count | terminator]) takes them; bytes left unread
-//   when the callback returns are lost, as on the device.
-// - write(...values) takes strings, byte-valued numbers and buffers; write() returns the bytes that
-//   may be written; asking for more than that throws "can't write all data"; writing to a closed
-//   socket throws.
+//   read(ArrayBuffer | String | Number | null[, count | terminator]) takes them (a String ends at
+//   the first NUL); bytes left unread when the callback returns are lost.
+// - write(...values) takes strings, byte-valued numbers and buffers as one record; write() returns
+//   the bytes that may be written; more than that throws "can't write all data" and sends nothing.
+//   Writing before message 1 throws "write failed" and breaks the connection (-2). After close() or
+//   after the -1/-2 callback, read and write throw TypeError. close() produces no callback.
 // - Every callback runs on a later event-loop turn, never inside the constructor, write or close.
+// - An exception thrown by the callback for messages 1-3 ends the socket with message -2.
 //
 // Moddable's TLS limits are enforced so a set-up that fails on the device fails here with the same
 // kind of error (a throw from the constructor where the device throws there, else message -2),
@@ -50,7 +55,10 @@ export type SecureSocketCallback = (message: number, value?: number) => void;
 type WriteValue = string | number | ArrayBuffer | ArrayBufferView;
 type ReadType = typeof ArrayBuffer | typeof String | typeof Number | null;
 
-/** The ESP32 build's lwIP TCP send buffer (CONFIG_LWIP_TCP_SND_BUF_DEFAULT in Moddable's sdkconfig). */
+/**
+ * The ESP32 build's lwIP TCP send buffer (CONFIG_LWIP_TCP_SND_BUF_DEFAULT in Moddable's sdkconfig),
+ * from which write() reports what is free. (Moddable's Linux simulator always reports 896.)
+ */
 export const SEND_BUFFER_BYTES = 8192;
 /** securesocket.js and modsecuresocket.c reserve this much of the send buffer for TLS framing. */
 const TLS_OVERHEAD_ESTIMATE = 128;
@@ -91,6 +99,9 @@ interface ReadableChunk {
 
 class TlsLimitError extends Error {}
 
+/** What XS says when a method of a closed SecureSocket reaches for its deleted socket. */
+const NO_SOCKET = "cannot coerce undefined to object";
+
 function traceReason(reason: string): void {
   trace(`securesocket: ${reason}\n`);
 }
@@ -119,9 +130,11 @@ export default class SecureSocket {
   private tcp: TcpSocket | undefined;
   private tls: TLSSocket | undefined;
   private transport: InspectedStream | undefined;
-  private connected = false;
-  private closed = false;
-  private reported = false;
+  /**
+   * connecting -> connected -> ending (the -1/-2 callback is due or running) -> closed. While ending,
+   * the socket still exists as on the device: write() does nothing and close() is harmless.
+   */
+  private phase: "connecting" | "connected" | "ending" | "closed" = "connecting";
   private readable: ReadableChunk | undefined;
   private awaitingWritable = false;
 
@@ -171,13 +184,19 @@ export default class SecureSocket {
     this.tcp = tcp;
     tcp.once("connect", () => this.startTls(tcp));
     tcp.on("error", (error) => this.fail(error.message));
+    // The peer closing (FIN) before the handshake is done is a disconnect on the device, not an error.
+    tcp.once("end", () => {
+      if (this.phase !== "connecting") return;
+      traceReason("connection closed by the server during the TLS handshake");
+      this.terminate(MESSAGE_DISCONNECTED);
+    });
     tcp.connect({ host: destination, port });
   }
 
   read(type?: ReadType, limit?: number | string): ArrayBuffer | string | number | undefined {
     const chunk = this.readable;
     // On the device the chunk exists only during the readable callback; elsewhere read throws.
-    if (!chunk) throw new TypeError("securesocket: read outside a readable callback");
+    if (!chunk) throw new TypeError(`${NO_SOCKET} (read outside a readable callback)`);
     let count = chunk.bytes.length - chunk.position;
     if (arguments.length === 0) return count;
     if (count === 0) return undefined;
@@ -189,7 +208,11 @@ export default class SecureSocket {
     const start = chunk.position;
     let result: ArrayBuffer | string | number;
     if (type === null) result = count;
-    else if (type === String) result = chunk.bytes.toString("utf8", start, start + count);
+    else if (type === String) {
+      // XS builds the string from the bytes as a C string: it ends at the first NUL.
+      const nul = chunk.bytes.indexOf(0, start);
+      result = chunk.bytes.toString("utf8", start, nul >= 0 && nul < start + count ? nul : start + count);
+    }
     else if (type === Number) {
       count = 1;
       result = chunk.bytes[start]!;
@@ -201,19 +224,25 @@ export default class SecureSocket {
   }
 
   write(...values: WriteValue[]): number | undefined {
-    if (this.closed) throw new TypeError("securesocket: write on a closed socket");
-    if (!this.connected || !this.tls) throw new Error("securesocket: write before the TLS handshake completed");
+    if (this.phase === "closed") throw new TypeError(`${NO_SOCKET} (write on a closed socket)`);
+    // Inside the -1/-2 callback the device's socket still exists and drops what is written.
+    if (this.phase === "ending") return values.length === 0 ? 0 : undefined;
+    if (this.phase === "connecting" || !this.tls) {
+      // The device sends the record into the middle of its handshake, which then fails.
+      setImmediate(() => this.fail("write before the TLS handshake completed (wait for callback 1)"));
+      throw new Error("write failed");
+    }
     const available = this.availableToWrite();
     if (values.length === 0) return available;
     const parts: Buffer[] = [];
     for (const value of values) {
       if (typeof value === "string") parts.push(Buffer.from(value, "utf8"));
       else if (typeof value === "number") parts.push(Buffer.of(value & 0xff));
-      else {
+      else if (typeof value === "object" && value !== null) {
         const bytes = bytesOf(value);
-        if (!bytes) throw new Error("unsupported type for write");
+        if (!bytes) throw new TypeError("invalid buffer");
         parts.push(bytes);
-      }
+      } else throw new Error("unsupported type for write");
     }
     const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
     if (data.length > available) throw new Error("can't write all data");
@@ -223,8 +252,12 @@ export default class SecureSocket {
   }
 
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.phase === "closed") return;
+    this.phase = "closed";
+    this.tearDown();
+  }
+
+  private tearDown(): void {
     this.readable = undefined;
     this.tls?.destroy();
     this.tcp?.destroy();
@@ -243,17 +276,17 @@ export default class SecureSocket {
   }
 
   private maybeWritable(): void {
-    if (!this.awaitingWritable || this.closed || !this.tls) return;
+    if (!this.awaitingWritable || this.phase !== "connected" || !this.tls) return;
     if (this.outstandingBytes() !== 0) return;
     this.awaitingWritable = false;
     // The device reports writable when the peer has acknowledged everything sent.
     setImmediate(() => {
-      if (!this.closed && this.connected && !this.awaitingWritable) this.deliver(MESSAGE_WRITABLE, SEND_BUFFER_BYTES - TLS_OVERHEAD_ESTIMATE);
+      if (this.phase === "connected" && !this.awaitingWritable) this.deliver(MESSAGE_WRITABLE, SEND_BUFFER_BYTES - TLS_OVERHEAD_ESTIMATE);
     });
   }
 
   private startTls(tcp: TcpSocket): void {
-    if (this.closed) return;
+    if (this.phase !== "connecting") return;
     if (this.startupProblem) {
       this.fail(this.startupProblem);
       return;
@@ -299,12 +332,12 @@ export default class SecureSocket {
     const tls = tlsConnect(tlsOptions);
     this.tls = tls;
     tls.once("secureConnect", () => {
-      if (this.closed) return;
+      if (this.phase !== "connecting") return;
       if (this.verify && !tls.authorized) {
         this.fail(`server certificate rejected: ${String(tls.authorizationError)}`);
         return;
       }
-      this.connected = true;
+      this.phase = "connected";
       this.deliver(MESSAGE_CONNECTED);
     });
     tls.on("data", (data: Buffer) => this.onPlaintext(data));
@@ -340,7 +373,7 @@ export default class SecureSocket {
   }
 
   private onPlaintext(data: Buffer): void {
-    for (let offset = 0; offset < data.length && !this.closed; offset += MAX_READABLE_CHUNK) {
+    for (let offset = 0; offset < data.length && this.phase === "connected"; offset += MAX_READABLE_CHUNK) {
       const piece = data.subarray(offset, offset + MAX_READABLE_CHUNK);
       this.readable = { bytes: piece, position: 0 };
       try {
@@ -352,24 +385,40 @@ export default class SecureSocket {
   }
 
   private fail(reason: string): void {
-    if (this.reported || this.closed) return;
+    if (this.phase === "ending" || this.phase === "closed") return;
     traceReason(reason);
     this.terminate(MESSAGE_ERROR);
   }
 
   private terminate(message: number): void {
-    if (this.reported || this.closed) return;
-    this.reported = true;
-    this.close();
-    // Events from node:net and node:tls already arrive on a later turn; the deferral also covers
-    // failures found while handling other events.
-    setImmediate(() => this.deliver(message));
+    if (this.phase === "ending" || this.phase === "closed") return;
+    this.phase = "ending";
+    this.tearDown();
+    // Always on a later turn, also for failures found while handling another event.
+    setImmediate(() => {
+      if (this.phase !== "ending") return; // closed by its owner in the meantime
+      try {
+        this.deliver(message);
+      } finally {
+        this.phase = "closed";
+      }
+    });
   }
 
   private deliver(message: number, value?: number): void {
     const callback = this.callback;
     if (typeof callback !== "function") return;
-    if (message === MESSAGE_ERROR || message === MESSAGE_DISCONNECTED) callback.call(this, message);
-    else if (!this.closed) callback.call(this, message, value);
+    if (message === MESSAGE_ERROR || message === MESSAGE_DISCONNECTED) {
+      callback.call(this, message);
+      return;
+    }
+    if (this.phase !== "connected") return;
+    try {
+      callback.call(this, message, value);
+    } catch (error) {
+      // securesocket.js runs the owner's callback inside its own try: an exception there becomes
+      // message -2 and closes the socket. The trace keeps the cause visible.
+      this.fail(`exception in callback(${message}): ${error instanceof Error ? error.message : String(error)}`);
+    }
   }
 }

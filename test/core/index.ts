@@ -3,6 +3,7 @@
 import "./topic.suite";
 import "./packet.suite";
 import "./backoff.suite";
+import "./ring.suite";
 import "./client-session.suite";
 import "./client-queue.suite";
 import "./client-delivery.suite";

@@ -2,7 +2,7 @@
 // QoS 1 round trip through Moddable's callback API, the callback timing, and every TLS limit of
 // Moddable's stack enforced with the same kind of error the device gives.
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
+import { createServer, type Socket } from "node:net";
 import { after, before, describe, test } from "node:test";
 import SecureSocket, { MESSAGE_CONNECTED, MESSAGE_DISCONNECTED, MESSAGE_ERROR, MESSAGE_READABLE, MESSAGE_WRITABLE, SEND_BUFFER_BYTES, type SecureSocketOptions } from "../../hosts/desktop/securesocket.ts";
 import Resource, { setResourceDirectory } from "../../hosts/desktop/resource.ts";
@@ -164,6 +164,7 @@ describe("desktop SecureSocket against the embedded broker", () => {
     const socket = new SecureSocket(deviceOptions());
     const chunks: Buffer[] = [];
     let firstByte: number | undefined;
+    let lengthAsString: string | undefined;
     const done = new Promise<void>((resolveDone, rejectDone) => {
       let stage = "connect";
       socket.callback = (message, value) => {
@@ -185,7 +186,12 @@ describe("desktop SecureSocket against the embedded broker", () => {
           void broker.publish("iotlink/test/big", payload, 0);
           return;
         }
-        if (firstByte === undefined) firstByte = socket.read(Number) as number;
+        if (firstByte === undefined) {
+          firstByte = socket.read(Number) as number;
+          // Remaining length (2 bytes), then the topic length, whose high byte is 0: String stops there.
+          lengthAsString = socket.read(String, 3) as string;
+          chunks.push(expected.subarray(1, 4));
+        }
         chunks.push(Buffer.from(socket.read(ArrayBuffer) as ArrayBuffer));
         if (1 + Buffer.concat(chunks).length === expected.length) resolveDone();
       };
@@ -196,17 +202,28 @@ describe("desktop SecureSocket against the embedded broker", () => {
       socket.close();
     }
     assert.equal(firstByte, 0x30, "read(Number) returns one byte");
+    assert.equal(lengthAsString, expected.subarray(1, 3).toString("utf8"), "read(String, 3) takes 3 bytes and ends the string at the NUL");
     assert.deepEqual(Buffer.concat([Buffer.of(firstByte!), ...chunks]), expected);
     assert.ok(pieces.every((size) => size > 0 && size <= 1024), `pieces of at most 1024 bytes: ${pieces.join(", ")}`);
   });
 
-  test("write beyond the send buffer throws, and write before the handshake throws", TEST_TIMEOUT, async () => {
+  test("write beyond the send buffer throws and sends nothing; unsupported values throw", TEST_TIMEOUT, async () => {
     const probe = new Probe(deviceOptions());
-    assert.throws(() => probe.socket.write(Uint8Array.of(0x10)), /before the TLS handshake/);
     assert.equal(await probe.outcome(), MESSAGE_CONNECTED);
     assert.throws(() => probe.socket.write(new Uint8Array(SEND_BUFFER_BYTES - 127)), /can't write all data/);
-    assert.throws(() => probe.socket.write({} as unknown as string), /unsupported type for write/);
+    assert.throws(() => probe.socket.write({} as unknown as string), { name: "TypeError", message: "invalid buffer" });
+    assert.throws(() => probe.socket.write(true as unknown as string), /unsupported type for write/);
+    probe.socket.write(connectPacket("desktop-limits"));
+    assert.deepEqual(await probe.receive(4), Buffer.from(CONNACK_ACCEPTED), "the stream is intact after the refused writes");
     probe.socket.close();
+  });
+
+  test("write before the handshake throws 'write failed' and breaks the connection", TEST_TIMEOUT, async () => {
+    const mark = traced.length;
+    const probe = new Probe(deviceOptions());
+    assert.throws(() => probe.socket.write(Uint8Array.of(0x10)), { message: "write failed" });
+    assert.equal(await probe.outcome(), MESSAGE_ERROR);
+    assert.match(traced.slice(mark), /write before the TLS handshake completed/);
   });
 
   test("the host name or IP address is the server name when serverName is absent", TEST_TIMEOUT, async () => {
@@ -217,15 +234,76 @@ describe("desktop SecureSocket against the embedded broker", () => {
     }
   });
 
-  test("the broker dropping the connection gives message -1", TEST_TIMEOUT, async () => {
-    const probe = new Probe(deviceOptions());
-    assert.equal(await probe.outcome(), MESSAGE_CONNECTED);
-    probe.socket.write(connectPacket("desktop-dropped"));
-    await probe.receive(4);
-    broker.dropConnections();
-    await probe.until(([message]) => message < 0);
-    assert.deepEqual(probe.events.at(-1), [MESSAGE_DISCONNECTED, undefined]);
-    assert.throws(() => probe.socket.write(Uint8Array.of(0xc0, 0)), TypeError);
+  test("the broker dropping the connection gives message -1; inside it the socket still takes write and close", TEST_TIMEOUT, async () => {
+    const socket = new SecureSocket(deviceOptions());
+    const seen: Event[] = [];
+    let insideTerminal: unknown[] = [];
+    const ended = new Promise<void>((settle) => {
+      socket.callback = (message, value) => {
+        seen.push([message, value]);
+        if (message === MESSAGE_CONNECTED) socket.write(connectPacket("desktop-dropped"));
+        if (message === MESSAGE_READABLE) {
+          socket.read(ArrayBuffer);
+          broker.dropConnections();
+        }
+        if (message < 0) {
+          insideTerminal = [socket.write(), socket.write(Uint8Array.of(0xe0, 0)), socket.close()];
+          settle();
+        }
+      };
+    });
+    await ended;
+    assert.deepEqual(seen.filter(([message]) => message !== MESSAGE_WRITABLE), [
+      [MESSAGE_CONNECTED, undefined],
+      [MESSAGE_READABLE, 4],
+      [MESSAGE_DISCONNECTED, undefined],
+    ]);
+    assert.deepEqual(insideTerminal, [0, undefined, undefined], "write() reports nothing free, write(data) drops, close() is harmless");
+    assert.throws(() => socket.write(Uint8Array.of(0xc0, 0)), { name: "TypeError", message: /cannot coerce undefined to object/ });
+    assert.throws(() => socket.read(), TypeError);
+  });
+
+  test("an exception thrown by the callback becomes message -2 and closes the socket, as in securesocket.js", TEST_TIMEOUT, async () => {
+    const mark = traced.length;
+    const socket = new SecureSocket(deviceOptions());
+    const seen: number[] = [];
+    const ended = new Promise<void>((settle) => {
+      socket.callback = (message) => {
+        seen.push(message);
+        if (message === MESSAGE_CONNECTED) throw new Error("bug in the owner");
+        if (message < 0) settle();
+      };
+    });
+    await ended;
+    assert.deepEqual(seen, [MESSAGE_CONNECTED, MESSAGE_ERROR]);
+    assert.match(traced.slice(mark), /exception in callback\(1\): bug in the owner/);
+    assert.throws(() => socket.write(Uint8Array.of(0)), TypeError);
+  });
+
+  test("a server closing during the handshake gives -1, one resetting it gives -2, one never answering gives nothing", TEST_TIMEOUT, async () => {
+    const behaviours = { close: (tcp: Socket) => tcp.end(), reset: (tcp: Socket) => tcp.resetAndDestroy(), silent: (_tcp: Socket) => undefined };
+    for (const [name, behave] of Object.entries(behaviours)) {
+      const accepted: Socket[] = [];
+      const server = createServer((tcp) => {
+        accepted.push(tcp);
+        tcp.on("error", () => undefined);
+        tcp.once("data", () => behave(tcp)); // after the ClientHello
+      });
+      await new Promise<void>((listening) => server.listen(0, "127.0.0.1", listening));
+      const probe = new Probe(deviceOptions({}, (server.address() as { port: number }).port, "127.0.0.1"));
+      try {
+        if (name === "silent") {
+          await new Promise((settle) => setTimeout(settle, 300));
+          assert.deepEqual(probe.events, [], "no handshake timeout: the owner needs its own");
+          probe.socket.close();
+        } else {
+          assert.equal(await probe.outcome(), name === "close" ? MESSAGE_DISCONNECTED : MESSAGE_ERROR, name);
+        }
+      } finally {
+        for (const tcp of accepted) tcp.destroy();
+        await new Promise<void>((closed) => server.close(() => closed()));
+      }
+    }
   });
 
   test("a refused TCP connection gives message -2", TEST_TIMEOUT, async () => {

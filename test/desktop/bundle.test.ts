@@ -1,0 +1,99 @@
+// Code written for Moddable runs unchanged on Node once esbuild maps the Moddable module names with
+// tools/desktop-aliases.ts: a small device-style app is bundled, run in its own Node process
+// against the embedded broker, and its serial-console output checked.
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { after, before, test } from "node:test";
+import { build } from "esbuild";
+import { desktopAliases, desktopInject } from "../../tools/desktop-aliases.ts";
+import { startBroker, type RunningBroker } from "../../tools/broker.ts";
+import { createFixtures, removeFixtures, type Fixtures } from "./fixtures.ts";
+
+const run = promisify(execFile);
+
+// Device code as it would be flashed: Moddable module names, the trace global, config from the manifest.
+const DEVICE_APP = `
+import Timer from "timer";
+import Time from "time";
+import config from "mc/config";
+import Resource from "Resource";
+import SecureSocket from "securesocket";
+
+const CONNECT = Uint8Array.of(0x10, 18, 0, 4, 77, 81, 84, 84, 4, 2, 0, 60, 0, 6, 98, 117, 110, 100, 108, 101);
+const started = Time.ticks;
+const socket = new SecureSocket({
+  host: config.endpoint,
+  port: config.port,
+  secure: {
+    protocolVersion: 0x303,
+    certificate: new Resource("ca.der"),
+    clientCertificates: [new Resource("device-cert.der")],
+    clientKey: new Resource("device-key.der"),
+    applicationLayerProtocolNegotiation: ["x-amzn-mqtt-ca"],
+  },
+});
+trace("opening ", config.endpoint, ":", typeof config.port, " DHE_RSA ", config.tls.DHE_RSA, " frozen ", Object.isFrozen(config.tls), "\\n");
+socket.callback = (message, value) => {
+  if (message === 1) {
+    trace("connected\\n");
+    socket.write(CONNECT);
+  } else if (message === 2) {
+    trace("connack ", new Uint8Array(socket.read(ArrayBuffer)).join(","), "\\n");
+    socket.close();
+    Timer.set(() => trace("done ", Time.ticks >= started, "\\n"), 5);
+  } else if (message < 0) {
+    trace("socket error ", message, "\\n");
+  }
+};
+`;
+
+// What the desktop runner does before the app starts: fill mc/config as mcconfig would.
+const CONFIG_SETUP = `
+import { configOverridesFromEnvironment, freezeConfig, mergeConfig } from "${join(import.meta.dirname, "..", "..", "hosts", "desktop", "config.ts")}";
+mergeConfig({ tls: { DHE_RSA: false } });
+mergeConfig(configOverridesFromEnvironment());
+freezeConfig();
+`;
+
+let fixtures: Fixtures;
+let broker: RunningBroker;
+let work: string;
+
+before(async () => {
+  fixtures = createFixtures();
+  broker = await startBroker({ certificateDirectory: fixtures.pki });
+  work = mkdtempSync(join(tmpdir(), "iotlink-bundle-test-"));
+});
+
+after(async () => {
+  await broker.stop();
+  removeFixtures(fixtures);
+  rmSync(work, { recursive: true, force: true });
+});
+
+test("a Moddable-style app bundled with the desktop aliases connects with mutual TLS and exits by itself", { timeout: 30_000 }, async () => {
+  writeFileSync(join(work, "app.js"), DEVICE_APP);
+  writeFileSync(join(work, "config-setup.js"), CONFIG_SETUP);
+  const outfile = join(work, "app.bundle.mjs");
+  await build({
+    stdin: { contents: 'import "./config-setup.js";\nimport "./app.js";\n', resolveDir: work, loader: "js" },
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    alias: { ...desktopAliases },
+    inject: [...desktopInject],
+    outfile,
+    logLevel: "silent",
+  });
+  const { stdout } = await run(process.execPath, [outfile], {
+    env: { ...process.env, IOTLINK_RESOURCES: fixtures.pki, IOTLINK_CONFIG_endpoint: "localhost", IOTLINK_CONFIG_port: String(broker.port) },
+    timeout: 20_000,
+  });
+  assert.equal(stdout, "opening localhost:string DHE_RSA false frozen true\nconnected\nconnack 32,2,0,0\ndone true\n");
+  assert.equal(broker.connections.at(-1)?.alpnProtocol, "x-amzn-mqtt-ca");
+});
