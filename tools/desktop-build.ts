@@ -1,14 +1,16 @@
-// Bundles the device app for Node with esbuild: Moddable module names resolve to hosts/desktop,
-// so main.ts, modules/ and hosts/moddable run unchanged.
+// Bundles code written for Moddable for Node with esbuild: Moddable module names resolve to
+// hosts/desktop, so main.ts, modules/ and hosts/moddable run unchanged.
 import { build } from "esbuild";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { desktopAliases, desktopInject } from "./desktop-aliases.ts";
 
 export const DESKTOP_BUNDLE = fileURLToPath(new URL("../build/desktop/main.mjs", import.meta.url));
+const DESKTOP_HOST_BUNDLE = fileURLToPath(new URL("../build/desktop/host.mjs", import.meta.url));
 
-export async function buildDesktopApp(outfile = DESKTOP_BUNDLE): Promise<string> {
+/** Bundles `entryPoint` (a path) with the Moddable aliases into one ESM file for Node. */
+export async function bundleForDesktop(entryPoint: string, outfile: string): Promise<string> {
   await build({
-    entryPoints: [fileURLToPath(new URL("./desktop-entry.ts", import.meta.url))],
+    entryPoints: [entryPoint],
     bundle: true,
     platform: "node",
     format: "esm",
@@ -20,4 +22,21 @@ export async function buildDesktopApp(outfile = DESKTOP_BUNDLE): Promise<string>
     sourcemap: "inline",
   });
   return outfile;
+}
+
+/** The device app (tools/desktop-entry.ts, which runs main.ts), ready for `node <bundle>`. */
+export function buildDesktopApp(outfile = DESKTOP_BUNDLE): Promise<string> {
+  return bundleForDesktop(fileURLToPath(new URL("./desktop-entry.ts", import.meta.url)), outfile);
+}
+
+export type DesktopHost = typeof import("./desktop-host-entry.ts");
+
+/**
+ * The core with the Moddable host (hosts/moddable over hosts/desktop) loaded in this process, for
+ * tests, benchmarks and tools that drive a client directly. Everything comes from one bundle, so
+ * `setResourceDirectory` and the config reach the same module instances the transport uses.
+ */
+export async function loadDesktopHost(outfile = DESKTOP_HOST_BUNDLE): Promise<DesktopHost> {
+  await bundleForDesktop(fileURLToPath(new URL("./desktop-host-entry.ts", import.meta.url)), outfile);
+  return (await import(pathToFileURL(outfile).href)) as DesktopHost;
 }

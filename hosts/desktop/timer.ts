@@ -29,6 +29,8 @@ interface TimerState {
 
 const liveTimers = new WeakMap<TimerInstance, TimerState>();
 let liveTimerCount = 0;
+// Timers with a pending Node timeout or immediate.
+let scheduledTimerCount = 0;
 
 function toInterval(value: number | undefined): number {
   // XS converts with xsmcToInteger: fractions truncate, NaN and undefined become 0.
@@ -37,8 +39,11 @@ function toInterval(value: number | undefined): number {
 }
 
 function unschedule(state: TimerState): void {
-  state.cancelPending?.();
-  state.cancelPending = undefined;
+  if (state.cancelPending) {
+    state.cancelPending();
+    state.cancelPending = undefined;
+    scheduledTimerCount--;
+  }
   state.scheduled = false;
 }
 
@@ -46,6 +51,7 @@ function arm(timer: TimerInstance, state: TimerState, delay: number): void {
   unschedule(state);
   const fire = (): void => {
     state.cancelPending = undefined;
+    scheduledTimerCount--;
     // A repeating timer is re-armed before its callback runs, so the interval is measured from
     // this firing, as glib and FreeRTOS timers do, and the callback may still reschedule it.
     if (state.repeatInterval > 0) arm(timer, state, state.repeatInterval);
@@ -65,6 +71,7 @@ function arm(timer: TimerInstance, state: TimerState, delay: number): void {
     const timeout = setTimeout(fire, delay);
     state.cancelPending = () => clearTimeout(timeout);
   }
+  scheduledTimerCount++;
   state.scheduled = true;
 }
 
@@ -124,6 +131,11 @@ export default class Timer {
     const waitOn = new Int32Array(new SharedArrayBuffer(4));
     Atomics.wait(waitOn, 0, 0, toInterval(milliseconds));
   }
+}
+
+/** Desktop only: how many timers are scheduled to fire; zero once an app has stopped everything. */
+export function countScheduledTimers(): number {
+  return scheduledTimerCount;
 }
 
 /** Desktop only: how many timers are alive (scheduled or unscheduled); tests use it to find leaks. */

@@ -3,14 +3,15 @@
 // against the embedded broker, and its serial-console output checked.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { after, before, test } from "node:test";
 import { build } from "esbuild";
 import { desktopAliases, desktopInject } from "../../tools/desktop-aliases.ts";
 import { startBroker, type RunningBroker } from "../../tools/broker.ts";
+import { loadDesktopHost } from "../../tools/desktop-build.ts";
 import { createFixtures, removeFixtures, type Fixtures } from "./fixtures.ts";
 
 const run = promisify(execFile);
@@ -96,4 +97,35 @@ test("a Moddable-style app bundled with the desktop aliases connects with mutual
   });
   assert.equal(stdout, "opening localhost:string DHE_RSA false frozen true\nconnected\nconnack 32,2,0,0\ndone true\n");
   assert.equal(broker.connections.at(-1)?.alpnProtocol, "x-amzn-mqtt-ca");
+});
+
+test("tsconfig.node.json type-checks hosts/moddable against exactly the modules esbuild bundles", () => {
+  const paths = (JSON.parse(readFileSync(join(import.meta.dirname, "..", "..", "tsconfig.node.json"), "utf8")) as { compilerOptions: { paths: Record<string, string[]> } }).compilerOptions.paths;
+  const root = join(import.meta.dirname, "..", "..");
+  const typed = Object.fromEntries(Object.entries(paths).map(([name, [target]]) => [name, resolve(root, target!)]));
+  assert.deepEqual(typed, { ...desktopAliases });
+});
+
+test("loadDesktopHost gives the core over the Moddable host in this process: a QoS 1 round trip with mutual TLS", { timeout: 30_000 }, async () => {
+  const host = await loadDesktopHost(join(work, "host.mjs"));
+  host.setResourceDirectory(fixtures.pki);
+  const client = new host.MqttClient({
+    clientId: "host-in-process",
+    transport: host.moddablePlatform.createTransport({ host: "localhost", port: broker.port, caResource: "ca.der", certificateResource: "device-cert.der", keyResource: "device-key.der" }),
+    clock: host.moddablePlatform.clock,
+  });
+  const received: string[] = [];
+  const restored = new Promise<void>((done) => client.on("restored", () => done()));
+  client.subscribe("loop/back", 1, (message) => received.push(Buffer.from(message.payload).toString()));
+  client.connect();
+  await restored;
+  const acknowledged = new Promise<number>((done) => client.publish("loop/back", "hello", 1, false, (status) => done(status)));
+  assert.equal(await acknowledged, host.AckStatus.Acknowledged);
+  while (received.length === 0) await new Promise((wait) => setTimeout(wait, 10));
+  assert.deepEqual(received, ["hello"]);
+  const offline = new Promise<void>((done) => client.on("offline", () => done()));
+  client.disconnect();
+  await offline;
+  assert.equal(host.countScheduledTimers(), 0, "disconnect() leaves no timer scheduled");
+  assert.equal(host.countLiveTimers(), 1, "the clock's one Timer is kept for reuse");
 });
