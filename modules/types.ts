@@ -137,7 +137,9 @@ export class IoTLinkError extends Error {
   constructor(code: ErrorCode, message: string) {
     super(message);
     this.code = code;
-    this.name = "IoTLinkError";
+    // Not `this.name = ...`: Moddable freezes the built-ins, and assigning over the read-only
+    // inherited Error.prototype.name throws there ("set name: not writable").
+    Object.defineProperty(this, "name", { value: "IoTLinkError", writable: true, enumerable: true, configurable: true });
   }
 }
 

@@ -34,6 +34,14 @@ export class SocketTransport implements Transport {
   private readonly pending: Uint8Array;
   private pendingBytes = 0;
   private secure: Record<string, unknown> | undefined;
+  /**
+   * The native socket of the latest connection, kept reachable until the next open(). When a
+   * connection fails or the broker closes it, the socket is closed and dropped inside its own
+   * callback (SecureSocket drops `sock` itself), but Moddable's Linux socket (modSocket.c) goes on
+   * using its native record after the callback returns: a garbage collection during the callback
+   * freed that record and crashed the simulator on reconnect.
+   */
+  private retained: unknown;
 
   /** `transmitBufferBytes` holds what the socket cannot take at once (at least the largest packet). */
   constructor(endpoint: EndpointSettings, transmitBufferBytes = 4096) {
@@ -76,6 +84,7 @@ export class SocketTransport implements Transport {
       return;
     }
     this.socket = socket;
+    this.retained = (socket as { sock?: unknown }).sock ?? socket;
     socket.callback = (message: number, value?: number): void => {
       if (this.socket !== socket) return; // a socket we already closed
       if (message === CONNECTED) {

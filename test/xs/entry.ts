@@ -9,6 +9,7 @@
 // settles. If the queue empties and `result` is still unset (a promise that never settles: XS has no
 // timers here), the reply is empty and the runner reports the test as never settled.
 // No Node or DOM API may be used here: this file runs on XS.
+import "./freeze-intrinsics";
 import { checksPassed, registeredTests } from "../harness";
 
 type Reply = Record<string, unknown>;
