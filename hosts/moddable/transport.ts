@@ -5,7 +5,7 @@
 import Resource from "Resource";
 import SecureSocket from "securesocket";
 import { Socket } from "socket";
-import type { EndpointSettings, Transport, TransportSink } from "../../modules/types";
+import { type EndpointSettings, invalid, type Transport, type TransportSink } from "../../modules/types";
 
 const CONNECTED = 1;
 const READABLE = 2;
@@ -18,6 +18,30 @@ interface MinimalSocket {
   /** With no argument: how many bytes can be written now. */
   write(...data: (ArrayBuffer | ArrayBufferView)[]): number;
   close(): void;
+}
+
+function isName(value: unknown): value is string {
+  return typeof value === "string" && value.length > 0;
+}
+
+/** What is wrong with an endpoint, or "": checked when the transport is made, not at the first connect. */
+function endpointProblem(endpoint: EndpointSettings): string {
+  if (typeof endpoint !== "object" || endpoint === null) return "endpoint must be an object";
+  const { host, port, plaintext, caResource, certificateResource, keyResource, serverName, alpn } = endpoint;
+  if (!isName(host)) return "endpoint host must be a non-empty string";
+  if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535) return "endpoint port must be a whole number from 1 to 65535, got " + String(port);
+  if (plaintext !== undefined && typeof plaintext !== "boolean") return "plaintext must be true or false";
+  if (serverName !== undefined && !isName(serverName)) return "serverName must be a non-empty string when given";
+  if (alpn !== undefined && (!Array.isArray(alpn) || alpn.length === 0 || !alpn.every(isName))) return "alpn must be a non-empty list of protocol names";
+  for (const [name, value] of [["caResource", caResource], ["certificateResource", certificateResource], ["keyResource", keyResource]] as const) {
+    if (value !== undefined && !isName(value)) return name + " must be a resource name";
+  }
+  if (plaintext) {
+    return caResource || certificateResource || keyResource ? "plaintext connections take no certificates: drop plaintext or the resources" : "";
+  }
+  if (!caResource) return "TLS needs a CA certificate resource (caResource); plain TCP must be asked for with plaintext: true";
+  if (!certificateResource !== !keyResource) return "certificateResource and keyResource go together (mutual TLS), or are both left out";
+  return "";
 }
 
 /** Copies a flash resource into RAM once: the TLS stack keeps references to its inputs. */
@@ -45,7 +69,8 @@ export class SocketTransport implements Transport {
 
   /** `transmitBufferBytes` holds what the socket cannot take at once (at least the largest packet). */
   constructor(endpoint: EndpointSettings, transmitBufferBytes = 4096) {
-    if (!endpoint.plaintext && !endpoint.caResource) throw new Error("TLS needs a CA certificate resource; plain TCP must be asked for explicitly");
+    const problem = endpointProblem(endpoint);
+    if (problem !== "") throw invalid(problem);
     this.endpoint = endpoint;
     this.pending = new Uint8Array(transmitBufferBytes);
   }

@@ -129,3 +129,33 @@ test("loadDesktopHost gives the core over the Moddable host in this process: a Q
   assert.equal(host.countScheduledTimers(), 0, "disconnect() leaves no timer scheduled");
   assert.equal(host.countLiveTimers(), 1, "the clock's one Timer is kept for reuse");
 });
+
+test("the Moddable transport refuses a bad endpoint when it is made, naming the problem", { timeout: 30_000 }, async () => {
+  const host = await loadDesktopHost(join(work, "host-endpoints.mjs"));
+  const tls = { host: "localhost", port: 8883, caResource: "ca.der", certificateResource: "device-cert.der", keyResource: "device-key.der" };
+  const refusals: [Record<string, unknown>, RegExp][] = [
+    [{ ...tls, host: "" }, /host must be a non-empty string/],
+    [{ ...tls, port: 0 }, /port must be a whole number from 1 to 65535, got 0/],
+    [{ ...tls, port: "8883" }, /port must be a whole number/],
+    [{ ...tls, port: 8883.5 }, /port must be a whole number/],
+    [{ ...tls, caResource: undefined }, /TLS needs a CA certificate resource/],
+    [{ ...tls, keyResource: undefined }, /certificateResource and keyResource go together/],
+    [{ ...tls, certificateResource: undefined }, /certificateResource and keyResource go together/],
+    [{ ...tls, plaintext: true }, /plaintext connections take no certificates/],
+    [{ ...tls, plaintext: "yes" }, /plaintext must be true or false/],
+    [{ ...tls, alpn: [] }, /alpn must be a non-empty list/],
+    [{ ...tls, serverName: "" }, /serverName must be a non-empty string/],
+    [{ ...tls, caResource: 7 }, /caResource must be a resource name/],
+  ];
+  for (const [endpoint, problem] of refusals) {
+    assert.throws(
+      () => host.moddablePlatform.createTransport(endpoint as never),
+      (error: unknown) => error instanceof host.IoTLinkError && error.code === host.ErrorCode.InvalidArgument && problem.test(error.message),
+      JSON.stringify(endpoint),
+    );
+  }
+  // What is allowed: mutual TLS, server-authenticated TLS (CA only), and plaintext asked for by name.
+  host.moddablePlatform.createTransport(tls);
+  host.moddablePlatform.createTransport({ host: "localhost", port: 8883, caResource: "ca.der" });
+  host.moddablePlatform.createTransport({ host: "localhost", port: 1883, plaintext: true });
+});
