@@ -62,10 +62,11 @@ const telemetryCount = whole("telemetryCount", 0, 0, 0x7fffffff);
 const statusIntervalMs = whole("statusIntervalMs", 10000, 100, 86400000);
 const runForMs = whole("runForMs", 0, 0, 0x7fffffff);
 
+const clock = moddablePlatform.createClock();
 const client = new MqttClient({
   clientId,
   transport: moddablePlatform.createTransport(endpoint),
-  clock: moddablePlatform.clock,
+  clock,
   cleanSession: flag("cleanSession", true),
   keepAliveSeconds: whole("keepAliveSeconds", 60, 0, 65535),
   connectTimeoutMs: whole("connectTimeoutMs", 30000, 1, 0x7fffffff),
@@ -84,11 +85,11 @@ const client = new MqttClient({
   maxPacketBytes: whole("maxPacketBytes", 2048, 64, 131072),
 });
 
-const startedAt = moddablePlatform.clock.now();
+const startedAt = clock.now();
 let sequence = 0;
 
 function uptime(): number {
-  return (moddablePlatform.clock.now() - startedAt) | 0;
+  return (clock.now() - startedAt) | 0;
 }
 
 function status(event: string): void {

@@ -220,7 +220,7 @@ export class AWSIoTMQTTClientCore {
       keepAliveSeconds: keepAliveIntervalSecond,
       username,
       transport: this.platform.createTransport(settings),
-      clock: this.platform.clock,
+      clock: this.platform.createClock(),
     });
     client.on("online", () => {
       this.settleConnect(0, undefined);

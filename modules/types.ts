@@ -163,8 +163,9 @@ export interface EndpointSettings {
   plaintext?: boolean;
 }
 
-/** What a host provides to the AWS IoT facade: time, and a way to reach an endpoint. */
+/** What a host provides: time, and a way to reach an endpoint. */
 export interface Platform {
-  clock: Clock;
+  /** A new Clock for one client: a Clock serves one client, whose single timer it re-arms. */
+  createClock(): Clock;
   createTransport(endpoint: EndpointSettings): Transport;
 }

@@ -1,12 +1,14 @@
 // The Moddable host in one place: the Platform the core needs (Timer clock, socket transport),
 // and AWSIoTMQTTClient constructed exactly as in the Python SDK.
 import { AWSIoTMQTTClientCore, MQTTv3_1_1 } from "../../modules/awsiot";
-import type { EndpointSettings, Platform, Transport } from "../../modules/types";
+import type { Clock, EndpointSettings, Platform, Transport } from "../../modules/types";
 import { TimerClock } from "./clock";
 import { SocketTransport } from "./transport";
 
 export const moddablePlatform: Platform = {
-  clock: new TimerClock(),
+  createClock(): Clock {
+    return new TimerClock();
+  },
   createTransport(endpoint: EndpointSettings): Transport {
     return new SocketTransport(endpoint);
   },

@@ -50,7 +50,7 @@ export class DeviceProbe {
   readonly received: ReceivedMessage[] = [];
 
   constructor(host: DesktopHost, endpoint: EndpointSettings, options: Omit<ClientOptions, "transport" | "clock">) {
-    this.client = new host.MqttClient({ ...options, transport: host.moddablePlatform.createTransport(endpoint), clock: host.moddablePlatform.clock });
+    this.client = new host.MqttClient({ ...options, transport: host.moddablePlatform.createTransport(endpoint), clock: host.moddablePlatform.createClock() });
     // The client calls every handler with three arguments: drop the unused trailing ones.
     const record = (name: string) => (...args: unknown[]) => {
       while (args.length > 0 && args[args.length - 1] === undefined) args.pop();

@@ -15,7 +15,7 @@ function platform(): { platform: Platform; broker: ScriptedBroker; clock: Virtua
     broker,
     endpoints,
     platform: {
-      clock,
+      createClock: () => clock,
       createTransport(endpoint) {
         endpoints.push(endpoint);
         return broker;

@@ -112,7 +112,7 @@ test("loadDesktopHost gives the core over the Moddable host in this process: a Q
   const client = new host.MqttClient({
     clientId: "host-in-process",
     transport: host.moddablePlatform.createTransport({ host: "localhost", port: broker.port, caResource: "ca.der", certificateResource: "device-cert.der", keyResource: "device-key.der" }),
-    clock: host.moddablePlatform.clock,
+    clock: host.moddablePlatform.createClock(),
   });
   const received: string[] = [];
   const restored = new Promise<void>((done) => client.on("restored", () => done()));
@@ -158,4 +158,23 @@ test("the Moddable transport refuses a bad endpoint when it is made, naming the 
   host.moddablePlatform.createTransport(tls);
   host.moddablePlatform.createTransport({ host: "localhost", port: 8883, caResource: "ca.der" });
   host.moddablePlatform.createTransport({ host: "localhost", port: 1883, plaintext: true });
+});
+
+test("two clients on one Moddable platform keep their own timers: both stay up through keep-alive", { timeout: 30_000 }, async () => {
+  const host = await loadDesktopHost(join(work, "host-two.mjs"));
+  host.setResourceDirectory(fixtures.pki);
+  const endpoint = { host: "localhost", port: broker.port, caResource: "ca.der", certificateResource: "device-cert.der", keyResource: "device-key.der" };
+  const offline: string[] = [];
+  const clients = ["first", "second"].map((clientId) => {
+    const client = new host.MqttClient({ clientId, keepAliveSeconds: 1, transport: host.moddablePlatform.createTransport(endpoint), clock: host.moddablePlatform.createClock() });
+    client.on("offline", (reason) => offline.push(clientId + ": " + reason));
+    return client;
+  });
+  await Promise.all(clients.map((client) => new Promise<void>((done) => client.on("restored", () => done()).connect())));
+  // Three keep-alive periods: a client whose timer was taken over would miss its PINGREQ and be dropped.
+  await new Promise((wait) => setTimeout(wait, 3_200));
+  assert.deepEqual(offline, []);
+  assert.deepEqual(clients.map((client) => client.stateName), ["online", "online"]);
+  for (const client of clients) client.disconnect();
+  assert.equal(host.countScheduledTimers(), 0);
 });
