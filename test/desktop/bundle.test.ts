@@ -8,10 +8,9 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { after, before, test } from "node:test";
-import { build } from "esbuild";
-import { desktopAliases, desktopInject } from "../../tools/desktop-aliases.ts";
+import { desktopAliases } from "../../tools/desktop-aliases.ts";
 import { startBroker, type RunningBroker } from "../../tools/broker.ts";
-import { loadDesktopHost } from "../../tools/desktop-build.ts";
+import { bundleForDesktop, loadDesktopHost } from "../../tools/desktop-build.ts";
 import { createFixtures, removeFixtures, type Fixtures } from "./fixtures.ts";
 
 const run = promisify(execFile);
@@ -80,17 +79,8 @@ test("a Moddable-style app bundled with the desktop aliases connects with mutual
   writeFileSync(join(work, "app.js"), DEVICE_APP);
   writeFileSync(join(work, "config-setup.js"), CONFIG_SETUP);
   const outfile = join(work, "app.bundle.mjs");
-  await build({
-    stdin: { contents: 'import "./config-setup.js";\nimport "./app.js";\n', resolveDir: work, loader: "js" },
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node20",
-    alias: { ...desktopAliases },
-    inject: [...desktopInject],
-    outfile,
-    logLevel: "silent",
-  });
+  writeFileSync(join(work, "entry.js"), 'import "./config-setup.js";\nimport "./app.js";\n');
+  await bundleForDesktop(join(work, "entry.js"), outfile);
   const { stdout } = await run(process.execPath, [outfile], {
     env: { ...process.env, IOTLINK_RESOURCES: fixtures.pki, IOTLINK_CONFIG_endpoint: "localhost", IOTLINK_CONFIG_port: String(broker.port) },
     timeout: 20_000,
