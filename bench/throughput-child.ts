@@ -1,0 +1,274 @@
+// One throughput run in its own process, so its CPU figure is the client's own: connect, warm up,
+// then publish `messages` x 64 bytes as fast as the client allows without losing any, and print one
+// JSON line (messages/s, CPU seconds, peak RSS, what was acknowledged). Started by bench/throughput.ts.
+//
+//   node --import tsx bench/throughput-child.ts '<JSON RunSpec>'
+//
+// IoTLink (the core over hosts/moddable over hosts/desktop, from the bundle loadDesktopHost made):
+// - QoS 1: publish while the in-flight window has room (until publish() says Queued), continue from
+//   the ack callback.
+// - QoS 0: the client has no backpressure signal (publish() returns Sent once the transport took the
+//   bytes; a transport that cannot take them ends the link). The driver therefore publishes while
+//   the transport's fixed transmit buffer can take one more packet, and resumes when the socket
+//   reports writable: it reads two private fields of SocketTransport for that (pendingBytes and its
+//   buffer size) and wraps its flush().
+// MQTT.js 5: QoS 1 "windowed" keeps the same number unacknowledged as IoTLink's window; "natural"
+// publishes everything at once (MQTT.js's own default, no window). QoS 0 is always published in one
+// synchronous loop without callbacks (MQTT.js buffers in its stream).
+// Both end a QoS 0 run with one QoS 1 publish and wait for its PUBACK: the broker handles a
+// connection's packets in order, so that PUBACK means every QoS 0 message before it was received.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import type { DesktopHost } from "../tools/desktop-build.ts";
+
+export interface RunSpec {
+  client: "iotlink" | "mqttjs";
+  /** QoS 1 only: "windowed" (same window for both) or "natural" (MQTT.js unbounded). */
+  mode: "windowed" | "natural";
+  tls: boolean;
+  port: number;
+  pki: string;
+  qos: 0 | 1;
+  messages: number;
+  warmup: number;
+  window: number;
+  hostBundle: string;
+  clientId: string;
+}
+
+export interface RunResult {
+  spec: RunSpec;
+  seconds: number;
+  messagesPerSecond: number;
+  cpuSeconds: number;
+  cpuUserSeconds: number;
+  cpuSystemSeconds: number;
+  acknowledged: number;
+  /** PUBLISH packets this process sent in total (warm-up and barriers included), for the broker's count. */
+  publishPacketsSent: number;
+  maxRssKb: number;
+  cipher: string;
+  /** Connections lost during the warm-up and the run. */
+  connectionsLost: number;
+}
+
+export const TOPIC = "bench/t";
+export const DEVICE_CIPHERS = "AES128-SHA:AES256-SHA:AES128-SHA256:AES256-SHA256:ECDHE-RSA-AES128-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256";
+
+interface Driver {
+  /** Publishes `count` messages (plus the barrier for QoS 0); resolves with the number acknowledged. */
+  burst(count: number): Promise<number>;
+  close(): Promise<void>;
+  cipher(): string;
+  publishPackets(): number;
+}
+
+/** Connections lost during the run (IoTLink reconnects and re-sends by itself; MQTT.js is not set to). */
+let offlineCount = 0;
+
+async function iotlinkDriver(spec: RunSpec): Promise<Driver> {
+  const host = (await import(pathToFileURL(spec.hostBundle).href)) as DesktopHost;
+  host.setResourceDirectory(spec.pki);
+  host.mergeConfig({ tls: { DHE_RSA: false } }); // as the app manifest does: Mosquitto would pick DHE
+  const transport = host.moddablePlatform.createTransport(
+    spec.tls
+      ? { host: "localhost", port: spec.port, caResource: "ca.der", certificateResource: "device-cert.der", keyResource: "device-key.der" }
+      : { host: "127.0.0.1", port: spec.port, plaintext: true },
+  );
+  const client = new host.MqttClient({
+    clientId: spec.clientId,
+    transport,
+    clock: host.moddablePlatform.createClock(),
+    inflightWindow: spec.window,
+    // Room for `window` packets of 77 bytes, with slack for the space lost where the ring wraps.
+    inflightBytes: Math.max(4096, spec.window * 100),
+    keepAliveSeconds: 60,
+    operationTimeoutMs: 60000,
+  });
+  client.on("error", (error) => process.stderr.write(`iotlink error: ${error.message}\n`));
+  let lost = "";
+  const payload = new Uint8Array(64).fill(0x41);
+
+  // QoS 0 flow control (see the header): the transport's fixed buffer and its flush.
+  const internals = transport as unknown as { pendingBytes: number; pending: Uint8Array; flush(): void };
+  const packetBytes = 2 + 2 + TOPIC.length + 64;
+  let wake: (() => void) | undefined;
+  const flush = internals.flush.bind(transport);
+  internals.flush = () => {
+    flush();
+    if (wake && internals.pendingBytes + packetBytes <= internals.pending.length) {
+      const resume = wake;
+      wake = undefined;
+      resume();
+    }
+  };
+  const room = (): Promise<void> => new Promise((resume) => (wake = resume));
+
+  await new Promise<void>((done, fail) => {
+    client.on("restored", () => done());
+    client.on("offline", (reason) => fail(new Error("offline before the run: " + reason)));
+    client.connect();
+  });
+  client.on("restored", undefined);
+  let closing = false;
+  client.on("offline", (reason) => {
+    if (closing) return;
+    lost = reason;
+    offlineCount++;
+    process.stderr.write(`iotlink offline: ${reason}\n`);
+  });
+
+  let packets = 0;
+  return {
+    cipher: () => (spec.tls ? "device suites, TLS 1.2" : "none"),
+    publishPackets: () => packets,
+    async close() {
+      closing = true;
+      client.disconnect();
+    },
+    async burst(count) {
+      if (spec.qos === 0) {
+        let published = 0;
+        while (published < count) {
+          while (published < count && internals.pendingBytes + packetBytes <= internals.pending.length) {
+            if (client.publish(TOPIC, payload, 0) !== host.Accepted.Sent) throw new Error("QoS 0 publish not sent: " + lost);
+            published++;
+          }
+          if (published < count) await room();
+        }
+        packets += count + 1;
+        // The barrier: one QoS 1 message; its PUBACK follows every QoS 0 message before it.
+        while (internals.pendingBytes + packetBytes + 2 > internals.pending.length) await room();
+        return new Promise<number>((done, fail) => {
+          client.publish(TOPIC, payload, 1, false, (status) => (status === host.AckStatus.Acknowledged ? done(count) : fail(new Error("barrier status " + status))));
+        });
+      }
+      return new Promise<number>((done, fail) => {
+        let published = 0;
+        let acked = 0;
+        const onAck = (status: number): void => {
+          if (status !== host.AckStatus.Acknowledged) return fail(new Error("ack status " + status + " " + lost));
+          acked++;
+          if (acked === count) done(acked);
+          else pump();
+        };
+        const pump = (): void => {
+          while (published < count && client.inflightCount < spec.window) {
+            const accepted = client.publish(TOPIC, payload, 1, false, onAck);
+            if (accepted === host.Accepted.Dropped) return fail(new Error("QoS 1 publish dropped " + lost));
+            published++;
+            // Queued: the in-flight ring had no room for its bytes; the client sends it on a later ack.
+            if (accepted === host.Accepted.Queued) return;
+          }
+        };
+        packets += count;
+        pump();
+      });
+    },
+  };
+}
+
+async function mqttjsDriver(spec: RunSpec): Promise<Driver> {
+  const mqtt = (await import("mqtt")).default;
+  const options = {
+    clientId: spec.clientId,
+    protocolVersion: 4 as const,
+    clean: true,
+    keepalive: 60,
+    reconnectPeriod: 0,
+    ...(spec.tls
+      ? {
+          ca: readFileSync(join(spec.pki, "ca.pem")),
+          cert: readFileSync(join(spec.pki, "device-cert.pem")),
+          key: readFileSync(join(spec.pki, "device-key.pem")),
+          rejectUnauthorized: true,
+          // The same protocol and cipher suites the device offers, so both negotiate the same suite.
+          minVersion: "TLSv1.2" as const,
+          maxVersion: "TLSv1.2" as const,
+          ciphers: DEVICE_CIPHERS,
+          ecdhCurve: "P-256",
+        }
+      : {}),
+  };
+  const client = mqtt.connect(spec.tls ? `mqtts://localhost:${spec.port}` : `mqtt://127.0.0.1:${spec.port}`, options);
+  client.on("error", (error) => process.stderr.write(`mqtt.js error: ${error.message}\n`));
+  await new Promise<void>((done, fail) => {
+    client.once("connect", () => done());
+    client.once("error", fail);
+  });
+  const payload = Buffer.alloc(64, 0x41);
+  let packets = 0;
+  return {
+    cipher: () => {
+      const stream = client.stream as unknown as { getCipher?: () => { name: string; version: string } };
+      const cipher = stream.getCipher?.();
+      return cipher ? `${cipher.name}, ${cipher.version}` : "none";
+    },
+    publishPackets: () => packets,
+    close: () => new Promise<void>((done) => client.end(false, {}, () => done())),
+    burst(count) {
+      if (spec.qos === 0) {
+        for (let i = 0; i < count; i++) client.publish(TOPIC, payload, { qos: 0 });
+        packets += count + 1;
+        return new Promise<number>((done, fail) => client.publish(TOPIC, payload, { qos: 1 }, (error) => (error ? fail(error) : done(count))));
+      }
+      packets += count;
+      return new Promise<number>((done, fail) => {
+        let published = 0;
+        let acked = 0;
+        const window = spec.mode === "natural" ? count : spec.window;
+        let inflight = 0;
+        const onAck = (error?: Error): void => {
+          if (error) return fail(error);
+          acked++;
+          inflight--;
+          if (acked === count) done(acked);
+          else pump();
+        };
+        const pump = (): void => {
+          while (published < count && inflight < window) {
+            inflight++;
+            published++;
+            client.publish(TOPIC, payload, { qos: 1 }, onAck);
+          }
+        };
+        pump();
+      });
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const spec = JSON.parse(process.argv[2] ?? "{}") as RunSpec;
+  const driver = spec.client === "iotlink" ? await iotlinkDriver(spec) : await mqttjsDriver(spec);
+  if (spec.warmup > 0) await driver.burst(spec.warmup);
+  const cpuBefore = process.cpuUsage();
+  const started = performance.now();
+  const acknowledged = await driver.burst(spec.messages);
+  const seconds = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
+  const cipher = driver.cipher();
+  await driver.close();
+  const result: RunResult = {
+    spec,
+    seconds,
+    messagesPerSecond: spec.messages / seconds,
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    cpuUserSeconds: cpu.user / 1e6,
+    cpuSystemSeconds: cpu.system / 1e6,
+    acknowledged,
+    publishPacketsSent: driver.publishPackets(),
+    maxRssKb: process.resourceUsage().maxRSS,
+    cipher,
+    connectionsLost: offlineCount,
+  };
+  process.stdout.write(JSON.stringify(result) + "\n");
+  // Sockets and timers of either client must not keep a finished run alive.
+  setTimeout(() => process.exit(0), 200).unref();
+}
+
+main().catch((error) => {
+  process.stderr.write(`throughput run failed: ${(error as Error).stack ?? error}\n`);
+  process.exit(1);
+});

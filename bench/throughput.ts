@@ -1,0 +1,170 @@
+// Section 3 of `npm run bench`: IoTLink (desktop host) against MQTT.js 5, same Mosquitto, mutual
+// TLS and plain TCP on loopback. Each run is a child process (bench/throughput-child.ts); the broker
+// counts what it received ($SYS/broker/publish/messages/received, sys_interval 1), and each run is
+// checked against what its client says it sent.
+import { execFile } from "node:child_process";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { readFileSync } from "node:fs";
+import mqtt from "mqtt";
+import type { RunningMosquitto } from "../tools/mosquitto.ts";
+import type { RunResult, RunSpec } from "./throughput-child.ts";
+
+const run = promisify(execFile);
+const CHILD = join(import.meta.dirname, "throughput-child.ts");
+
+export interface ThroughputOptions {
+  tlsBroker: RunningMosquitto;
+  plainBroker: RunningMosquitto;
+  pki: string;
+  hostBundle: string;
+  messages: number;
+  runs: number;
+  window: number;
+  /** IoTLink's second, wide window (QoS 1), against MQTT.js's unbounded default. */
+  wideWindow: number;
+  warmup: number;
+  log: (line: string) => void;
+}
+
+export interface ThroughputRow {
+  transport: "TLS" | "TCP";
+  qos: 0 | 1;
+  client: string;
+  runs: RunResult[];
+  median: { messagesPerSecond: number; cpuSeconds: number; cpuPer10k: number; maxRssKb: number };
+  verified: string;
+}
+
+/** The broker's running count of PUBLISH packets received, from $SYS. */
+class BrokerCounter {
+  value = -1;
+  updatedAt = 0;
+  private constructor(private readonly client: mqtt.MqttClient) {}
+
+  static async open(broker: RunningMosquitto, pki: string): Promise<BrokerCounter> {
+    const client = mqtt.connect(broker.url.replace("127.0.0.1", "localhost"), {
+      clientId: "bench-sys-" + broker.port,
+      reconnectPeriod: 0,
+      ...(broker.tls
+        ? { ca: readFileSync(join(pki, "ca.pem")), cert: readFileSync(join(pki, "device-cert.pem")), key: readFileSync(join(pki, "device-key.pem")) }
+        : {}),
+    });
+    client.on("error", () => undefined);
+    await new Promise<void>((done, fail) => {
+      client.once("connect", () => done());
+      client.once("error", fail);
+    });
+    const counter = new BrokerCounter(client);
+    client.on("message", (_topic, payload) => {
+      counter.value = Number(payload.toString());
+      counter.updatedAt = Date.now();
+    });
+    await client.subscribeAsync("$SYS/broker/publish/messages/received", { qos: 0 });
+    const deadline = Date.now() + 5000;
+    while (counter.value < 0 && Date.now() < deadline) await new Promise((wait) => setTimeout(wait, 50));
+    if (counter.value < 0) throw new Error(`no $SYS/broker/publish/messages/received from the broker on port ${broker.port} within 5 s`);
+    return counter;
+  }
+
+  /** Waits (up to 4 s) until the count reaches `expected`; returns what it reached. */
+  async reach(expected: number): Promise<number> {
+    const deadline = Date.now() + 4000;
+    while (this.value < expected && Date.now() < deadline) await new Promise((wait) => setTimeout(wait, 25));
+    return this.value;
+  }
+
+  close(): Promise<void> {
+    return Promise.race([
+      new Promise<void>((done) => this.client.end(false, {}, () => done())),
+      new Promise<void>((done) => setTimeout(() => {
+        this.client.end(true);
+        done();
+      }, 2000).unref()),
+    ]);
+  }
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+async function runChild(spec: RunSpec): Promise<RunResult> {
+  const { stdout } = await run(process.execPath, ["--import", "tsx", CHILD, JSON.stringify(spec)], { timeout: 120_000, maxBuffer: 1 << 20 });
+  const line = stdout.trim().split("\n").at(-1) ?? "";
+  return JSON.parse(line) as RunResult;
+}
+
+export async function runThroughput(options: ThroughputOptions): Promise<ThroughputRow[]> {
+  const rows: ThroughputRow[] = [];
+  const variants: { client: "iotlink" | "mqttjs"; mode: "windowed" | "natural"; qos: 0 | 1; label: string; window?: number }[] = [
+    { client: "iotlink", mode: "windowed", qos: 0, label: "IoTLink" },
+    { client: "mqttjs", mode: "natural", qos: 0, label: "MQTT.js" },
+    { client: "iotlink", mode: "windowed", qos: 1, label: `IoTLink (window ${options.window})` },
+    { client: "mqttjs", mode: "windowed", qos: 1, label: `MQTT.js (window ${options.window}, by the driver)` },
+    { client: "mqttjs", mode: "natural", qos: 1, label: "MQTT.js (no window, its default)" },
+    // What a wide window changes (AWS IoT Core allows 100 unacknowledged; see BENCHMARKS.md for 100).
+    { client: "iotlink", mode: "windowed", qos: 1, label: `IoTLink (window ${options.wideWindow})`, window: options.wideWindow },
+  ];
+  // Both counters subscribe before any run: a late subscriber was once left without the retained
+  // $SYS value of a broker that had been idle for a minute.
+  const counters = await Promise.all([BrokerCounter.open(options.tlsBroker, options.pki), BrokerCounter.open(options.plainBroker, options.pki)]);
+  for (const [transport, broker, counter] of [["TLS", options.tlsBroker, counters[0]], ["TCP", options.plainBroker, counters[1]]] as const) {
+    options.log(`  ${transport}: broker on port ${broker.port}`);
+    const results: RunResult[][] = variants.map(() => []);
+    const problems: string[][] = variants.map(() => []);
+    try {
+      // Interleaved (run 1 of every variant, then run 2...), so a change in the machine's load
+      // during the section falls on every client alike.
+      for (let index = 0; index < options.runs; index++) {
+        for (const [which, variant] of variants.entries()) {
+          const before = counter.value;
+          const result = await runChild({
+            client: variant.client,
+            mode: variant.mode,
+            tls: transport === "TLS",
+            port: broker.port,
+            pki: options.pki,
+            qos: variant.qos,
+            messages: options.messages,
+            warmup: options.warmup,
+            window: variant.window ?? options.window,
+            hostBundle: options.hostBundle,
+            clientId: `bench-${variant.client}-${process.pid}-${which}-${index}`,
+          });
+          const reached = await counter.reach(before + result.publishPacketsSent);
+          const received = reached - before;
+          if (received !== result.publishPacketsSent) problems[which]!.push(`run ${index + 1}: broker counted ${received} PUBLISH, client sent ${result.publishPacketsSent}`);
+          if (result.connectionsLost > 0) problems[which]!.push(`run ${index + 1}: connection lost ${result.connectionsLost} time(s), messages re-sent`);
+          if (result.acknowledged !== options.messages) problems[which]!.push(`run ${index + 1}: ${result.acknowledged} acknowledged of ${options.messages}`);
+          results[which]!.push(result);
+          options.log(
+            `  ${transport} QoS ${variant.qos} ${variant.label} run ${index + 1}: ${Math.round(result.messagesPerSecond)} msg/s, ` +
+              `${result.cpuSeconds.toFixed(3)} s CPU, broker counted ${received}/${result.publishPacketsSent}`,
+          );
+        }
+      }
+    } finally {
+      await counter.close();
+    }
+    for (const [which, variant] of variants.entries()) {
+      const runsOf = results[which]!;
+      rows.push({
+        transport,
+        qos: variant.qos,
+        client: variant.label,
+        runs: runsOf,
+        median: {
+          messagesPerSecond: median(runsOf.map((result) => result.messagesPerSecond)),
+          cpuSeconds: median(runsOf.map((result) => result.cpuSeconds)),
+          cpuPer10k: median(runsOf.map((result) => (result.cpuSeconds / options.messages) * 10000)),
+          maxRssKb: median(runsOf.map((result) => result.maxRssKb)),
+        },
+        verified: problems[which]!.length === 0 ? `all ${options.messages} x ${runsOf.length} counted by the broker` : problems[which]!.join("; "),
+      });
+    }
+  }
+  return rows;
+}

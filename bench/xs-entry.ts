@@ -1,0 +1,440 @@
+// The XS side of the XS benchmarks (driven by bench/xs-runner.mjs). Bundled by esbuild into one IIFE
+// script, evaluated inside an xsnap worker (the real XS engine). Installs the global `handleCommand`:
+// each command is one xsnap crank, so the Node side reads the compute meter and the live slot count
+// (currentHeapCount) of exactly that step. Commands:
+//   {"op":"gc"}                         collect garbage (the next reading is the live slots)
+//   {"op":"call","name":N,"arg":A}      run step N (a scenario's setup or run(n), a memory probe)
+// The client talks to test/support's ScriptedBroker on test/support's VirtualClock. In the steady
+// state the broker is switched to `counting` (its write only counts bytes), and the bytes a broker
+// would send are fed straight to the client's TransportSink from buffers made at setup: what is
+// metered is the client, not the test broker.
+// No Node or DOM API may be used here: this file runs on XS.
+import { MqttClient, type ClientOptions, type InboundMessage } from "../modules/client";
+import { Ring } from "../modules/ring";
+import { DROP_NEWEST, DROP_OLDEST } from "../modules/types";
+import { pingresp, publishPacket } from "../test/support/broker-codec";
+import { ScriptedBroker } from "../test/support/scripted-broker";
+import { VirtualClock } from "../test/support/virtual-clock";
+
+declare function gc(): void;
+
+const TOPIC = "bench/t";
+const PAYLOAD = new Uint8Array(64).map((_, i) => 0x41 + (i % 26));
+const KEEP_ALIVE_S = 60;
+
+/** A ScriptedBroker whose write() only counts once `counting` is on: the steady-state sink. */
+class CountingBroker extends ScriptedBroker {
+  counting = false;
+  bytesOut = 0;
+  writesOut = 0;
+  override write(bytes: Uint8Array, offset: number, length: number): boolean {
+    if (!this.counting) return super.write(bytes, offset, length);
+    this.bytesOut += length;
+    this.writesOut++;
+    return true;
+  }
+}
+
+interface Rig {
+  clock: VirtualClock;
+  broker: CountingBroker;
+  client: MqttClient;
+}
+
+function rig(options: Partial<ClientOptions> = {}): Rig {
+  const clock = new VirtualClock(0);
+  const broker = new CountingBroker(clock);
+  const client = new MqttClient({ clientId: "bench-device", transport: broker, clock, keepAliveSeconds: KEEP_ALIVE_S, ...options });
+  return { clock, broker, client };
+}
+
+function online(options: Partial<ClientOptions> = {}): Rig {
+  const r = rig(options);
+  r.client.connect();
+  r.clock.settle();
+  if (r.client.stateName !== "online") throw new Error("bench rig did not come online: " + r.client.stateName);
+  return r;
+}
+
+// Bytes a broker sends, made once.
+const PUBACK = new Uint8Array([0x40, 2, 0, 0]);
+const PINGRESP = pingresp();
+const INBOUND_QOS0 = publishPacket("bench/in", PAYLOAD, 0);
+const INBOUND_QOS1 = publishPacket("bench/in", PAYLOAD, 1, 7);
+
+function feedPuback(client: MqttClient, packetId: number): void {
+  PUBACK[2] = packetId >> 8;
+  PUBACK[3] = packetId & 0xff;
+  client.onTransportData(PUBACK, 0, 4);
+}
+
+let acked = 0;
+const onAck = (status: number): void => {
+  if (status === 0) acked++;
+};
+let delivered = 0;
+const onMessage = (message: InboundMessage): void => {
+  delivered += message.payload.length;
+};
+
+// ------------------------------------------------------------------ scenarios
+
+interface Scenario {
+  setup(): void;
+  run(n: number): void;
+  /** A check after the runs: throws if the client did not do what was measured. */
+  check?(): string;
+}
+
+let current: Rig;
+
+const scenarios: Record<string, Scenario> = {
+  /** The driver's own loop, for reference (subtracted from nothing). */
+  "loop": {
+    setup() {},
+    run(n) {
+      for (let i = 0; i < n; i++);
+    },
+  },
+  "publish-qos0": {
+    setup() {
+      current = online();
+      current.broker.counting = true;
+    },
+    run(n) {
+      const client = current.client;
+      for (let i = 0; i < n; i++) client.publish(TOPIC, PAYLOAD, 0);
+    },
+    check() {
+      return `${current.broker.writesOut} writes, ${current.broker.bytesOut} bytes, stats.sent ${current.client.stats.sent}`;
+    },
+  },
+  "publish-qos1+puback": {
+    setup() {
+      current = online();
+      current.broker.counting = true;
+      acked = 0;
+    },
+    run(n) {
+      const client = current.client;
+      for (let i = 0; i < n; i++) {
+        client.publish(TOPIC, PAYLOAD, 1, false, onAck);
+        feedPuback(client, client.lastPacketId);
+      }
+    },
+    check() {
+      if (current.client.inflightCount !== 0) throw new Error("in-flight left: " + current.client.inflightCount);
+      return `${acked} acknowledged, stats.acknowledged ${current.client.stats.acknowledged}`;
+    },
+  },
+  "inbound-qos0": {
+    setup() {
+      current = online();
+      current.client.subscribe("bench/in", 1, onMessage);
+      current.clock.settle();
+      current.broker.counting = true;
+      delivered = 0;
+    },
+    run(n) {
+      const client = current.client;
+      for (let i = 0; i < n; i++) client.onTransportData(INBOUND_QOS0, 0, INBOUND_QOS0.length);
+    },
+    check() {
+      return `${delivered / 64} messages dispatched, ${current.broker.writesOut} writes`;
+    },
+  },
+  "inbound-qos1+puback": {
+    setup() {
+      current = online();
+      current.client.subscribe("bench/in", 1, onMessage);
+      current.clock.settle();
+      current.broker.counting = true;
+      delivered = 0;
+    },
+    run(n) {
+      const client = current.client;
+      for (let i = 0; i < n; i++) client.onTransportData(INBOUND_QOS1, 0, INBOUND_QOS1.length);
+    },
+    check() {
+      return `${delivered / 64} messages dispatched, ${current.broker.writesOut} PUBACK writes`;
+    },
+  },
+  "keepalive-tick": {
+    setup() {
+      current = online();
+      current.broker.counting = true;
+    },
+    run(n) {
+      const { client, clock } = current;
+      for (let i = 0; i < n; i++) {
+        clock.advance(KEEP_ALIVE_S * 1000);
+        client.onTransportData(PINGRESP, 0, PINGRESP.length);
+      }
+    },
+    check() {
+      return `${current.broker.writesOut} PINGREQ writes, state ${current.client.stateName}`;
+    },
+  },
+};
+
+// Offline enqueue and drain: rounds of (link lost, K publishes queued, reconnect, drain). The three
+// phases are separate steps so each is metered alone.
+const ROUND = 50;
+let offlineRig: Rig;
+const offline = {
+  setup(): void {
+    offlineRig = online({ backoff: { baseMs: 100, maxMs: 100 }, drainIntervalMs: 1, queueEntries: 64, queueBytes: 8192 });
+    acked = 0;
+  },
+  /** The broker drops the link (not metered as a message cost). */
+  drop(): void {
+    offlineRig.broker.counting = false;
+    offlineRig.broker.drop();
+    if (offlineRig.client.stateName !== "backoff") throw new Error("not offline: " + offlineRig.client.stateName);
+  },
+  enqueue(n: number): void {
+    const client = offlineRig.client;
+    for (let i = 0; i < n; i++) client.publish(TOPIC, PAYLOAD, 1, false, onAck);
+  },
+  /** Backoff, TCP, CONNECT/CONNACK through the scripted broker; the first queued message goes out at once. */
+  reconnect(): void {
+    offlineRig.clock.advance(100);
+    if (offlineRig.client.stateName !== "draining") throw new Error("not draining: " + offlineRig.client.stateName + " queued " + offlineRig.client.queuedCount);
+    offlineRig.broker.counting = true;
+  },
+  /** One queued message per drain tick (1 ms), each PUBACKed. */
+  drain(n: number): void {
+    const { client, clock } = offlineRig;
+    for (let i = 0; i < n; i++) {
+      clock.advance(1);
+      feedPuback(client, client.lastPacketId);
+    }
+  },
+  check(): string {
+    const client = offlineRig.client;
+    if (client.stateName !== "online" || client.queuedCount !== 0 || client.inflightCount !== 0) {
+      throw new Error(`after drain: ${client.stateName}, queued ${client.queuedCount}, in flight ${client.inflightCount}`);
+    }
+    return `${acked} acknowledged, ${client.stats.connects} connects`;
+  },
+};
+
+// ------------------------------------------------------------------ peers on the same engine
+
+const encoder = new TextEncoder();
+const textDecoder = new TextDecoder();
+let sinkBytes = 0;
+const sink = {
+  write(bytes: Uint8Array, offset: number, length: number): boolean {
+    sinkBytes += length + offset - offset;
+    return bytes.length >= 0;
+  },
+};
+
+/** A naive hand-written QoS 0 PUBLISH: bytes gathered in an Array, the topic through TextEncoder. */
+function naivePublish(topic: string, payload: Uint8Array): void {
+  const topicBytes = encoder.encode(topic);
+  const packet: number[] = [0x30, 2 + topicBytes.length + payload.length, topicBytes.length >> 8, topicBytes.length & 0xff];
+  for (const byte of topicBytes) packet.push(byte);
+  for (const byte of payload) packet.push(byte);
+  const bytes = new Uint8Array(packet);
+  sink.write(bytes, 0, bytes.length);
+}
+
+const minimalTx = new Uint8Array(2048);
+/** The floor: no validation, ASCII topic < 128 bytes, one preallocated buffer. */
+function minimalPublish(topic: string, payload: Uint8Array): void {
+  const tx = minimalTx;
+  const topicLength = topic.length;
+  tx[0] = 0x30;
+  tx[1] = 2 + topicLength + payload.length;
+  tx[2] = 0;
+  tx[3] = topicLength;
+  for (let i = 0; i < topicLength; i++) tx[4 + i] = topic.charCodeAt(i);
+  tx.set(payload, 4 + topicLength);
+  sink.write(tx, 0, 4 + topicLength + payload.length);
+}
+
+/** A naive inbound PUBLISH: a new message object, the topic through TextDecoder, the payload copied. */
+function naiveInbound(bytes: Uint8Array, handler: (message: { topic: string; payload: Uint8Array; qos: number }) => void): void {
+  const qos = (bytes[0] >> 1) & 3;
+  let at = 1;
+  let remaining = 0;
+  let multiplier = 1;
+  let digit: number;
+  do {
+    digit = bytes[at++];
+    remaining += (digit & 0x7f) * multiplier;
+    multiplier *= 128;
+  } while (digit & 0x80);
+  const end = at + remaining;
+  const topicLength = (bytes[at] << 8) | bytes[at + 1];
+  const topic = textDecoder.decode(bytes.subarray(at + 2, at + 2 + topicLength));
+  at += 2 + topicLength;
+  let packetId = 0;
+  if (qos > 0) {
+    packetId = (bytes[at] << 8) | bytes[at + 1];
+    at += 2;
+  }
+  handler({ topic, payload: bytes.slice(at, end), qos });
+  if (qos > 0) sink.write(new Uint8Array([0x40, 2, packetId >> 8, packetId & 0xff]), 0, 4);
+}
+let naiveDelivered = 0;
+const naiveHandler = (message: { payload: Uint8Array }): void => {
+  naiveDelivered += message.payload.length;
+};
+
+const peers: Record<string, Scenario> = {
+  "peer:naive-publish-qos0": {
+    setup() {},
+    run(n) {
+      for (let i = 0; i < n; i++) naivePublish(TOPIC, PAYLOAD);
+    },
+  },
+  "peer:minimal-publish-qos0": {
+    setup() {},
+    run(n) {
+      for (let i = 0; i < n; i++) minimalPublish(TOPIC, PAYLOAD);
+    },
+  },
+  "peer:naive-inbound-qos1+puback": {
+    setup() {},
+    run(n) {
+      for (let i = 0; i < n; i++) naiveInbound(INBOUND_QOS1, naiveHandler);
+    },
+  },
+};
+
+// ------------------------------------------------------------------ memory probes
+
+/**
+ * ArrayBuffer bytes reachable from `root`'s own properties (each buffer once), by top-level field,
+ * and the item count of plain Arrays (XS keeps array items in chunk memory, not in the slot count).
+ */
+function bufferBytes(root: object, skip: readonly string[]): Record<string, number> {
+  const seen = new Set<ArrayBufferLike>();
+  const visited = new Set<object>();
+  const totals: Record<string, number> = {};
+  visited.add(root);
+  const walk = (value: unknown, field: string): void => {
+    if (value === null || typeof value !== "object") return;
+    if (Array.isArray(value) && !visited.has(value)) totals["(array items) " + field] = (totals["(array items) " + field] ?? 0) + value.length;
+    if (ArrayBuffer.isView(value)) {
+      if (!seen.has(value.buffer)) {
+        seen.add(value.buffer);
+        totals[field] = (totals[field] ?? 0) + value.buffer.byteLength;
+      }
+      return;
+    }
+    if (visited.has(value)) return;
+    visited.add(value);
+    for (const key of Reflect.ownKeys(value)) {
+      if (typeof key !== "string") continue;
+      const descriptor = Object.getOwnPropertyDescriptor(value, key);
+      if (descriptor && "value" in descriptor) walk(descriptor.value, field);
+    }
+  };
+  for (const key of Object.keys(root)) {
+    if (skip.includes(key)) continue;
+    walk((root as Record<string, unknown>)[key], key);
+  }
+  return totals;
+}
+
+const kept: unknown[] = [];
+let transportAndClock: { clock: VirtualClock; broker: CountingBroker } | undefined;
+let outage: Rig | undefined;
+let outageDrops = 0;
+
+const probes: Record<string, (arg: number) => unknown> = {
+  /** Transport and clock first, so the next step's slots are the client's alone. */
+  "footprint:prepare"() {
+    kept.length = 0;
+    const clock = new VirtualClock(0);
+    transportAndClock = { clock, broker: new CountingBroker(clock) };
+    return {};
+  },
+  /** arg = queue entries (bytes = 128 per entry, the default 64/8192 ratio; 0 disables the queue). */
+  "footprint:construct"(entries: number) {
+    const { clock, broker } = transportAndClock as { clock: VirtualClock; broker: CountingBroker };
+    const client = new MqttClient({ clientId: "bench-device", transport: broker, clock, queueEntries: entries, queueBytes: entries * 128 });
+    kept.push(client);
+    return bufferBytes(client, ["transport", "clock"]);
+  },
+  "footprint:release"() {
+    kept.length = 0;
+    transportAndClock = undefined;
+    return {};
+  },
+  /** arg = entries: a Ring with no arena, to weigh its per-entry metadata. */
+  "ring:construct"(entries: number) {
+    const ring = new Ring(0, entries);
+    kept.push(ring);
+    return bufferBytes(ring, []);
+  },
+  /** Fills an offline queue (1000 entries, 8192 bytes, DROP_NEWEST) with QoS arg publishes of 64 B to "bench/t". */
+  "ring:fill"(qos: number) {
+    const r = rig({ queueEntries: 1000, queueBytes: 8192, dropPolicy: DROP_NEWEST });
+    let accepted = 0;
+    while (r.client.publish(TOPIC, PAYLOAD, qos) === 1) accepted++;
+    const queue = (r.client as unknown as { queue: Ring }).queue;
+    return { entries: queue.count, accepted, usedBytes: queue.usedBytes, capacity: queue.capacity, topicBytes: TOPIC.length, payloadBytes: PAYLOAD.length };
+  },
+  /** Online, then the broker goes away and refuses every reconnect. 64-entry ring, DROP_OLDEST. */
+  "outage:setup"() {
+    outage = online({ queueEntries: 64, queueBytes: 8192, dropPolicy: DROP_OLDEST, backoff: { baseMs: 100, maxMs: 2000 } });
+    outageDrops = 0;
+    outage.client.on("drop", () => outageDrops++);
+    outage.broker.openBehaviour = "refuse";
+    outage.broker.drop();
+    return { state: outage.client.stateName };
+  },
+  /** arg publishes while offline, one virtual second passing (reconnect attempts, all refused). */
+  "outage:publish"(n: number) {
+    const r = outage as Rig;
+    for (let i = 0; i < n; i++) r.client.publish(TOPIC, PAYLOAD, 1, false, onAck);
+    r.clock.advance(1000);
+    return { queued: r.client.queuedCount, dropped: outageDrops, opens: r.broker.opens, state: r.client.stateName };
+  },
+  "outage:release"() {
+    outage = undefined;
+    return {};
+  },
+};
+
+// ------------------------------------------------------------------ commands
+
+function call(name: string, arg: number): unknown {
+  const [kind, step] = name.split("/");
+  if (kind === "offline") return (offline as unknown as Record<string, (n: number) => unknown>)[step](arg);
+  const scenario = scenarios[kind] ?? peers[kind];
+  if (scenario) {
+    if (step === "setup") return scenario.setup();
+    if (step === "run") return scenario.run(arg);
+    if (step === "check") return scenario.check ? scenario.check() : "";
+  }
+  const probe = probes[name];
+  if (probe) return probe(arg);
+  throw new Error("unknown step " + name);
+}
+
+function handleCommand(message: ArrayBuffer): { result: ArrayBuffer } {
+  const command = JSON.parse(textDecoder.decode(message)) as { op: string; name?: string; arg?: number };
+  let reply: unknown;
+  try {
+    if (command.op === "gc") {
+      gc();
+      reply = { ok: true };
+    } else if (command.op === "list") {
+      reply = { ok: true, value: [...Object.keys(scenarios), ...Object.keys(peers)] };
+    } else {
+      reply = { ok: true, value: call(command.name ?? "", command.arg ?? 0) ?? null };
+    }
+  } catch (error) {
+    reply = { ok: false, error: error instanceof Error ? error.name + ": " + error.message + "\n" + String(error.stack) : String(error) };
+  }
+  const bytes = encoder.encode(JSON.stringify(reply));
+  return { result: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer };
+}
+
+(globalThis as unknown as { handleCommand: typeof handleCommand }).handleCommand = handleCommand;
