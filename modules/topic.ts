@@ -6,6 +6,10 @@ const PLUS = 0x2b;
 const HASH = 0x23;
 const DOLLAR = 0x24;
 
+// XS makes a String wrapper object for each method call on a primitive string; calling the method
+// through `call` does not, so scanning a topic creates no garbage per character.
+const charCodeAt = String.prototype.charCodeAt;
+
 /** Longest string the MQTT length prefix can carry. */
 export const MAX_STRING_BYTES = 65535;
 
@@ -17,7 +21,7 @@ export function utf8Length(text: string): number {
   let bytes = 0;
   const length = text.length;
   for (let i = 0; i < length; i++) {
-    const unit = text.charCodeAt(i);
+    const unit = charCodeAt.call(text, i);
     if (unit < 0x80) {
       if (unit === 0) return -1;
       bytes += 1;
@@ -25,7 +29,7 @@ export function utf8Length(text: string): number {
       bytes += 2;
     } else if (unit >= 0xd800 && unit <= 0xdfff) {
       if (unit > 0xdbff || i + 1 >= length) return -1;
-      const next = text.charCodeAt(i + 1);
+      const next = charCodeAt.call(text, i + 1);
       if (next < 0xdc00 || next > 0xdfff) return -1;
       i++;
       bytes += 4;
@@ -40,14 +44,14 @@ export function utf8Length(text: string): number {
 export function writeUtf8(text: string, target: Uint8Array, offset: number): number {
   const length = text.length;
   for (let i = 0; i < length; i++) {
-    let code = text.charCodeAt(i);
+    let code = charCodeAt.call(text, i);
     if (code < 0x80) {
       target[offset++] = code;
     } else if (code < 0x800) {
       target[offset++] = 0xc0 | (code >> 6);
       target[offset++] = 0x80 | (code & 0x3f);
     } else if (code >= 0xd800 && code <= 0xdbff) {
-      code = 0x10000 + ((code - 0xd800) << 10) + (text.charCodeAt(++i) - 0xdc00);
+      code = 0x10000 + ((code - 0xd800) << 10) + (charCodeAt.call(text, ++i) - 0xdc00);
       target[offset++] = 0xf0 | (code >> 18);
       target[offset++] = 0x80 | ((code >> 12) & 0x3f);
       target[offset++] = 0x80 | ((code >> 6) & 0x3f);
@@ -130,12 +134,13 @@ export function readUtf8(bytes: Uint8Array, start: number, end: number): string 
 /** Why a topic name or filter is invalid, or "" when it is valid. */
 export function topicNameProblem(topic: unknown, maxBytes: number = MAX_STRING_BYTES): string {
   if (typeof topic !== "string") return "topic must be a string";
-  if (topic.length === 0) return "topic must not be empty";
+  const length = topic.length;
+  if (length === 0) return "topic must not be empty";
   const bytes = utf8Length(topic);
   if (bytes < 0) return "topic is not valid UTF-8 for MQTT (lone surrogate or U+0000)";
   if (bytes > maxBytes) return "topic is " + bytes + " bytes, over the limit of " + maxBytes;
-  for (let i = 0; i < topic.length; i++) {
-    const unit = topic.charCodeAt(i);
+  for (let i = 0; i < length; i++) {
+    const unit = charCodeAt.call(topic, i);
     if (unit === PLUS || unit === HASH) return "topic name must not contain wildcards ('+' or '#'): " + topic;
   }
   return "";
@@ -149,10 +154,10 @@ export function topicFilterProblem(filter: unknown, maxBytes: number = MAX_STRIN
   if (bytes > maxBytes) return "topic filter is " + bytes + " bytes, over the limit of " + maxBytes;
   const last = filter.length - 1;
   for (let i = 0; i <= last; i++) {
-    const unit = filter.charCodeAt(i);
+    const unit = charCodeAt.call(filter, i);
     if (unit !== PLUS && unit !== HASH) continue;
-    const aloneBefore = i === 0 || filter.charCodeAt(i - 1) === SLASH;
-    const aloneAfter = i === last || filter.charCodeAt(i + 1) === SLASH;
+    const aloneBefore = i === 0 || charCodeAt.call(filter, i - 1) === SLASH;
+    const aloneAfter = i === last || charCodeAt.call(filter, i + 1) === SLASH;
     if (!aloneBefore || !aloneAfter) return "wildcard '" + filter[i] + "' must occupy a whole level: " + filter;
     if (unit === HASH && i !== last) return "'#' must be the last level: " + filter;
   }
@@ -164,22 +169,22 @@ export function topicMatches(filter: string, topic: string): boolean {
   const filterLength = filter.length;
   const topicLength = topic.length;
   // Wildcards at the first level do not match topics starting with '$' (section 4.7.2).
-  if (topicLength > 0 && topic.charCodeAt(0) === DOLLAR) {
-    const first = filterLength > 0 ? filter.charCodeAt(0) : 0;
+  if (topicLength > 0 && charCodeAt.call(topic, 0) === DOLLAR) {
+    const first = filterLength > 0 ? charCodeAt.call(filter, 0) : 0;
     if (first === PLUS || first === HASH) return false;
   }
   let f = 0;
   let t = 0;
   while (f < filterLength) {
-    const unit = filter.charCodeAt(f);
+    const unit = charCodeAt.call(filter, f);
     if (unit === HASH) return true; // matches the parent level and everything below it
     if (unit === PLUS) {
-      while (t < topicLength && topic.charCodeAt(t) !== SLASH) t++;
+      while (t < topicLength && charCodeAt.call(topic, t) !== SLASH) t++;
       f++;
     } else {
-      if (t >= topicLength || topic.charCodeAt(t) !== unit) {
+      if (t >= topicLength || charCodeAt.call(topic, t) !== unit) {
         // "a/#" also matches "a": the filter continues with "/#" exactly where the topic ends.
-        return t === topicLength && unit === SLASH && f + 2 === filterLength && filter.charCodeAt(f + 1) === HASH;
+        return t === topicLength && unit === SLASH && f + 2 === filterLength && charCodeAt.call(filter, f + 1) === HASH;
       }
       f++;
       t++;
