@@ -497,7 +497,7 @@ describe("TLS failures: an error event, backoff, never online, no MQTT CONNECT",
     // What the API allows: TLS without a CA is refused at construction; a CA alone is accepted.
     assert.throws(
       () => host.moddablePlatform.createTransport({ host: "127.0.0.1", port: broker.port, certificateResource: "device-cert.der", keyResource: "device-key.der" }),
-      /TLS needs a CA certificate resource; plain TCP must be asked for explicitly/,
+      /TLS needs a CA certificate resource \(caResource\); plain TCP must be asked for with plaintext: true/,
     );
     const facade = new host.AWSIoTMQTTClient("tls-facade");
     facade.configureEndpoint("127.0.0.1", broker.port);
