@@ -20,7 +20,7 @@ import { join } from "node:path";
 import { parseArgs, promisify } from "node:util";
 import { ensureDevPki } from "../tools/certs.ts";
 import { loadDesktopHost } from "../tools/desktop-build.ts";
-import { findMosquitto, startMosquitto, type RunningMosquitto } from "../tools/mosquitto.ts";
+import { ensureMosquitto, findMosquitto, startMosquitto, type RunningMosquitto } from "../tools/mosquitto.ts";
 import { runRecovery, type RecoveryResult } from "./recovery.ts";
 import { runSize, type SizeRow } from "./size.ts";
 import { runThroughput, type ThroughputRow } from "./throughput.ts";
@@ -353,6 +353,8 @@ function printSize(rows: SizeRow[]): void {
 
 async function main(): Promise<void> {
   const started = performance.now();
+  const needsBroker = only.has("throughput") || only.has("recovery");
+  const mosquitto = needsBroker ? ensureMosquitto(out) : findMosquitto();
   const results: Record<string, unknown> = { machine: machine(), flags };
   out("## IoTLink benchmarks");
   out();
@@ -369,10 +371,10 @@ async function main(): Promise<void> {
   let work: string | undefined;
   const brokers: RunningMosquitto[] = [];
   try {
-    if ((only.has("throughput") || only.has("recovery")) && !findMosquitto()) {
-      out("### 3-4. Throughput and recovery: skipped, Mosquitto is not installed (`apt-get install mosquitto`)");
+    if (needsBroker && !mosquitto) {
+      out("### 3-4. Throughput and recovery: not measured, Mosquitto is not installed and could not be (run `sudo apt-get install mosquitto`)");
       out();
-    } else if (only.has("throughput") || only.has("recovery")) {
+    } else if (needsBroker) {
       work = mkdtempSync(join(tmpdir(), "iotlink-bench-"));
       ensureDevPki({ directory: work });
       const tlsFiles = { caFile: join(work, "ca.pem"), certFile: join(work, "broker-chain.pem"), keyFile: join(work, "broker-key.pem") };

@@ -9,7 +9,7 @@
 //   await broker.stop();      // for good: process stopped, its directory removed
 //
 // Mosquitto is a Debian package (`apt-get install mosquitto`); nothing here downloads anything.
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { accessSync, constants, mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
@@ -46,6 +46,22 @@ export function requireMosquitto(explicit?: string): string {
   const found = findMosquitto(explicit);
   if (!found) throw new Error(MOSQUITTO_MISSING);
   return found;
+}
+
+/**
+ * The Mosquitto executable, installing Debian's package first when it is missing and this process
+ * may (root, with apt-get), as `npm run bench` does on a fresh machine. Undefined if it cannot.
+ */
+export function ensureMosquitto(say: (line: string) => void = () => {}): string | undefined {
+  const found = findMosquitto();
+  if (found || typeof process.getuid !== "function" || process.getuid() !== 0 || !isExecutable("/usr/bin/apt-get")) return found;
+  say("Mosquitto is missing: installing Debian's mosquitto package with apt-get");
+  const environment = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  const apt = (...args: string[]): boolean => spawnSync("apt-get", args, { stdio: ["ignore", "ignore", "inherit"], env: environment }).status === 0;
+  if (!apt("update", "-qq") || !apt("install", "-y", "-qq", "--no-install-recommends", "mosquitto")) return undefined;
+  // The package starts a system broker on the default port; the benchmarks start their own.
+  spawnSync("systemctl", ["stop", "mosquitto"], { stdio: "ignore" });
+  return findMosquitto();
 }
 
 export interface MosquittoTls {
