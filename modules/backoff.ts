@@ -54,6 +54,7 @@ export function backoffProblem(settings: BackoffSettings): string {
   if (!isWholeNumber(maxMs, 1, MAX_DELAY_MS)) return "backoff max must be a whole number of milliseconds from 1 to " + MAX_DELAY_MS + ", got " + maxMs;
   if (maxMs < baseMs) return "backoff max (" + maxMs + " ms) must not be below base (" + baseMs + " ms)";
   if (!isWholeNumber(stableMs, 1, MAX_DELAY_MS)) return "stable connection time must be a whole number of milliseconds from 1 to " + MAX_DELAY_MS + ", got " + stableMs;
+  if (settings.jitter !== undefined && typeof settings.jitter !== "boolean") return "backoff jitter must be a boolean, got " + String(settings.jitter);
   if (maxAttempts !== undefined && !isWholeNumber(maxAttempts, 0, MAX_DELAY_MS)) return "maxAttempts must be a whole number >= 0, got " + maxAttempts;
   if (settings.random !== undefined && typeof settings.random !== "function") return "random must be a function returning a 32-bit unsigned integer";
   if (settings.seed !== undefined && !isWholeNumber(settings.seed, 0, 0xffffffff)) return "seed must be a 32-bit unsigned integer";

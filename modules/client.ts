@@ -68,7 +68,7 @@ export interface ClientOptions {
   will?: WillSettings;
   /** Time allowed for TCP + TLS + CONNACK. Default 30000. */
   connectTimeoutMs?: number;
-  /** Time after which an unacknowledged request is reported late. Default 5000. */
+  /** Time after which an unacknowledged request is reported late, counted from its write. Default 5000. */
   operationTimeoutMs?: number;
   /** Reconnect delays. Default base 1000, max 32000, stable 20000, no jitter. */
   backoff?: Partial<BackoffSettings>;
@@ -138,6 +138,8 @@ export interface ClientStats {
 
 const FLAG_TIMED_OUT = 1;
 const FLAG_ACKED = 2;
+/** In the window but not on the wire of this connection yet: the transport had no room (or an older entry waits). */
+const FLAG_UNSENT = 4;
 
 const SUB_EMPTY = 0;
 const SUB_PENDING = 1;
@@ -208,6 +210,8 @@ export class MqttClient implements TransportSink, PacketSink {
   private readonly resubCount: Uint8Array;
   private readonly resubSlots: Uint16Array;
   private resubPackets = 0;
+  /** In-flight entries marked FLAG_UNSENT: they go out, oldest first, when the transport has room. */
+  private unsent = 0;
 
   private packetIdCounter = 0;
   // Times are kept as raw clock values; elapsed time is always ((now - then) | 0), so wrap is harmless.
@@ -338,7 +342,7 @@ export class MqttClient implements TransportSink, PacketSink {
     return this.queue.count;
   }
 
-  /** Requests sent and not yet acknowledged. */
+  /** Requests in the in-flight window: sent (or waiting for room in the transport) and not yet acknowledged. */
   get inflightCount(): number {
     return this.inflight.count;
   }
@@ -391,8 +395,9 @@ export class MqttClient implements TransportSink, PacketSink {
   }
 
   /**
-   * Publishes a message. Returns Accepted.Sent (on the wire), Accepted.Queued (kept for recovery or
-   * for a free in-flight slot) or Accepted.Dropped (queue full under DROP_NEWEST). Invalid input throws.
+   * Publishes a message. Returns Accepted.Sent (on the wire), Accepted.Queued (kept for recovery, for
+   * a free in-flight slot or for room in the transport) or Accepted.Dropped (queue full under
+   * DROP_NEWEST). Invalid input throws, and so does one that needs the offline queue while queueing is off.
    * `onAck(status)` is called once for QoS 1: acknowledged, timed out (still in flight) or dropped.
    */
   publish(topic: string, payload: Payload | ArrayBuffer, qos = 0, retain = false, onAck?: AckCallback): Accepted {
@@ -409,10 +414,14 @@ export class MqttClient implements TransportSink, PacketSink {
 
     if (this.currentState === State.Online && this.queue.count === 0) {
       if (qos === 0) {
-        const end = writePublish(this.tx, 0, topic, topicBytes, body, bodyBytes, 0, retain, 0);
-        if (this.send(this.tx, 0, end)) {
-          this.stats.sent++;
-          return Accepted.Sent;
+        // Straight out when nothing waits before it; otherwise (the transport has no room, or QoS 1
+        // requests wait for it) it joins the offline queue below, which keeps the order.
+        if (this.unsent === 0) {
+          const end = writePublish(this.tx, 0, topic, topicBytes, body, bodyBytes, 0, retain, 0);
+          if (this.send(this.tx, 0, end)) {
+            this.stats.sent++;
+            return Accepted.Sent;
+          }
         }
       } else {
         const slot = this.inflight.push(size);
@@ -422,9 +431,9 @@ export class MqttClient implements TransportSink, PacketSink {
           this.inflight.kind[slot] = RequestKind.Publish;
           this.inflight.packetId[slot] = id;
           this.inflight.callback[slot] = onAck;
-          this.transmitInflight(slot);
+          const written = this.transmitInflight(slot);
           this.schedule();
-          return this.currentState === State.Online ? Accepted.Sent : Accepted.Queued;
+          return written ? Accepted.Sent : Accepted.Queued;
         }
       }
     }
@@ -497,9 +506,9 @@ export class MqttClient implements TransportSink, PacketSink {
         this.inflight.kind[slot] = kind;
         this.inflight.packetId[slot] = id;
         this.inflight.callback[slot] = onAck;
-        this.transmitInflight(slot);
+        const written = this.transmitInflight(slot);
         this.schedule();
-        return Accepted.Sent;
+        return written ? Accepted.Sent : Accepted.Queued;
       }
     }
     const slot = this.reserveQueued(size, kind, filter);
@@ -529,7 +538,7 @@ export class MqttClient implements TransportSink, PacketSink {
     const queue = this.queue;
     if (queue.maxEntries === 0) {
       throw new IoTLinkError(ErrorCode.NotAccepted, this.currentState === State.Online
-        ? "in-flight window is full and offline queueing is disabled"
+        ? "in-flight window is full (or the transport has no room) and offline queueing is disabled"
         : "not connected and offline queueing is disabled (queue size 0)");
     }
     if (size > queue.capacity) {
@@ -585,7 +594,10 @@ export class MqttClient implements TransportSink, PacketSink {
     }
   }
 
-  /** Sends the oldest queued request. False if the in-flight window has no room or the link failed. */
+  /**
+   * Sends the oldest queued request. False if the in-flight window or the transport has no room
+   * (a QoS 1 request then waits in the window, marked unsent), or the link failed.
+   */
   private sendQueuedHead(): boolean {
     const queue = this.queue;
     const slot = queue.oldest();
@@ -594,8 +606,9 @@ export class MqttClient implements TransportSink, PacketSink {
     const kind = queue.kind[slot];
     const qos = kind === RequestKind.Publish ? (queue.arena[offset] >> 1) & 3 : 1;
     if (qos === 0) {
-      // Shift only once written: a failed write leaves it queued for the next connection.
-      if (!this.send(queue.arena, offset, length)) return false;
+      // Shift only once written: a refused write leaves it queued (for onTransportWritable or the
+      // next connection); never ahead of in-flight requests still waiting for the transport.
+      if (this.unsent > 0 || !this.send(queue.arena, offset, length)) return false;
       queue.shift();
       this.stats.sent++;
       return true;
@@ -613,12 +626,35 @@ export class MqttClient implements TransportSink, PacketSink {
     return this.transmitInflight(target);
   }
 
-  /** Writes an in-flight entry and starts its operation timer. */
+  /**
+   * Writes an in-flight entry and starts its operation timer, which counts from the write. When the
+   * transport has no room, or older entries still wait for it, the entry is marked unsent and
+   * flushInflight() writes it later, in order. False if it was not written now.
+   */
   private transmitInflight(slot: number): boolean {
     const inflight = this.inflight;
-    inflight.time[slot] = this.clock.now();
-    if (!this.send(inflight.arena, inflight.offset[slot], inflight.length[slot])) return false;
-    this.stats.sent++;
+    if (this.unsent === 0 && this.send(inflight.arena, inflight.offset[slot], inflight.length[slot])) {
+      inflight.time[slot] = this.clock.now();
+      this.stats.sent++;
+      return true;
+    }
+    inflight.state[slot] |= FLAG_UNSENT;
+    this.unsent++;
+    return false;
+  }
+
+  /** Writes the in-flight entries marked unsent, oldest first, while the transport takes them. False if some still wait. */
+  private flushInflight(): boolean {
+    const inflight = this.inflight;
+    for (let i = 0; this.unsent > 0 && i < inflight.count; i++) {
+      const slot = inflight.slot(i);
+      if (!(inflight.state[slot] & FLAG_UNSENT)) continue;
+      if (!this.send(inflight.arena, inflight.offset[slot], inflight.length[slot])) return false;
+      inflight.state[slot] &= ~FLAG_UNSENT;
+      inflight.time[slot] = this.clock.now();
+      this.unsent--;
+      this.stats.sent++;
+    }
     return true;
   }
 
@@ -652,15 +688,28 @@ export class MqttClient implements TransportSink, PacketSink {
     this.transport.open(this);
   }
 
-  /** Writes bytes to the link; a refused write means the link is gone. */
+  /**
+   * Writes bytes to the link. False if the session is not at a stage that writes, or the transport
+   * has no room for them now: that is not a lost link (the transport reports closure itself), the
+   * caller keeps the bytes and onTransportWritable() tells when to try again.
+   */
   private send(bytes: Uint8Array, offset: number, length: number): boolean {
     if (this.currentState < State.AwaitingConnack || this.currentState === State.Closing) return false;
-    if (!this.transport.write(bytes, offset, length)) {
-      this.linkLost(ErrorCode.ConnectFailed, "transport refused a write");
-      return false;
-    }
+    if (!this.transport.write(bytes, offset, length)) return false;
     this.lastSentAt = this.clock.now();
     return true;
+  }
+
+  /**
+   * Writes a packet built in `tx` that cannot wait (CONNECT, PUBACK, PINGREQ, re-subscription). The
+   * transport keeps room for control packets; if it still refuses one, the broker has stopped
+   * reading, and the link is given up rather than an acknowledgement lost (the broker re-delivers
+   * an unacknowledged message on the next connection).
+   */
+  private sendControl(length: number): boolean {
+    if (this.send(this.tx, 0, length)) return true;
+    this.linkLost(ErrorCode.ConnectFailed, "transport has no room for a control packet of " + length + " bytes (the broker is not reading)");
+    return false;
   }
 
   onTransportConnected(): void {
@@ -668,7 +717,15 @@ export class MqttClient implements TransportSink, PacketSink {
     this.setState(State.AwaitingConnack);
     const end = writeConnect(this.tx, 0, this.connectFields);
     this.lastReceivedAt = this.clock.now();
-    this.send(this.tx, 0, end);
+    this.sendControl(end);
+  }
+
+  /** The transport has room again: write the in-flight entries that wait, then (online) the offline queue. */
+  onTransportWritable(): void {
+    const state = this.currentState;
+    if (state < State.Resubscribing || state > State.Online) return;
+    if (this.flushInflight()) this.pumpQueue();
+    this.schedule();
   }
 
   onTransportData(bytes: Uint8Array, offset: number, length: number): void {
@@ -738,17 +795,24 @@ export class MqttClient implements TransportSink, PacketSink {
     this.emit("online", sessionPresent);
     if (this.currentState !== State.Resubscribing) return; // a handler disconnected
 
-    // Unacknowledged requests go out again first, in their order; DUP tells the broker it may have them.
+    // Unacknowledged requests go out again, in their order, as the transport takes them; DUP tells
+    // the broker it may have them (only set on those written on an earlier connection). Without a
+    // session, the subscriptions go first, while the transport is empty.
     const inflight = this.inflight;
+    this.unsent = 0;
     for (let i = 0; i < inflight.count; i++) {
       const slot = inflight.slot(i);
       if (inflight.state[slot] & FLAG_ACKED) continue;
-      if (sessionPresent && inflight.kind[slot] === RequestKind.Publish) markDuplicate(inflight.arena, inflight.offset[slot]);
-      this.stats.resent++;
-      if (!this.transmitInflight(slot)) return;
+      if (!(inflight.state[slot] & FLAG_UNSENT)) {
+        if (sessionPresent && inflight.kind[slot] === RequestKind.Publish) markDuplicate(inflight.arena, inflight.offset[slot]);
+        this.stats.resent++;
+      }
+      inflight.state[slot] |= FLAG_UNSENT;
+      this.unsent++;
     }
     if (!sessionPresent && !this.resubscribeAll()) return;
-    if (this.resubPackets === 0) this.startDrain();
+    this.flushInflight();
+    if (this.currentState === State.Resubscribing && this.resubPackets === 0) this.startDrain();
   }
 
   /** Re-sends every confirmed subscription, up to 8 filters per SUBSCRIBE. False if the link failed. */
@@ -780,7 +844,7 @@ export class MqttClient implements TransportSink, PacketSink {
       this.resubFirst[this.resubPackets] = first;
       this.resubCount[this.resubPackets] = batch;
       this.resubPackets++;
-      if (!this.send(this.tx, 0, at)) return false;
+      if (!this.sendControl(at)) return false;
     }
     return true;
   }
@@ -860,7 +924,7 @@ export class MqttClient implements TransportSink, PacketSink {
     if (handler) this.call(handler as Callback, message, undefined, undefined);
     if (qos === 1) {
       writePuback(this.tx, 0, packetId);
-      this.send(this.tx, 0, PUBACK_BYTES);
+      this.sendControl(PUBACK_BYTES);
     }
   }
 
@@ -882,6 +946,10 @@ export class MqttClient implements TransportSink, PacketSink {
       } else if (kind === RequestKind.Unsubscribe) {
         const index = this.findSubscription(firstTopicOf(inflight.arena, inflight.offset[slot]));
         if (index >= 0 && this.subStatus[index] === SUB_REMOVING) this.removeSubscription(index);
+      }
+      if (inflight.state[slot] & FLAG_UNSENT) {
+        inflight.state[slot] &= ~FLAG_UNSENT;
+        this.unsent--;
       }
       inflight.state[slot] |= FLAG_ACKED;
       inflight.callback[slot] = undefined;
@@ -1035,7 +1103,7 @@ export class MqttClient implements TransportSink, PacketSink {
       }
       if (!this.pingOutstanding && (this.elapsed(now, this.lastSentAt, keepAlive) || this.elapsed(now, this.lastReceivedAt, keepAlive))) {
         writePingreq(this.tx, 0);
-        if (!this.send(this.tx, 0, PINGREQ_BYTES)) return;
+        if (!this.sendControl(PINGREQ_BYTES)) return;
         this.pingOutstanding = true;
       }
     }

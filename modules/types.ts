@@ -9,7 +9,15 @@ export interface TransportSink {
   onTransportData(bytes: Uint8Array, offset: number, length: number): void;
   /** The link is gone, for any reason (peer close, error, TLS failure). Called at most once per open(). */
   onTransportClosed(reason: string): void;
+  /** A write() was refused for lack of room, and the transport has room again: the client writes what waits. */
+  onTransportWritable(): void;
 }
+
+/**
+ * Packets of at most this many bytes (PUBACK, PINGREQ, DISCONNECT) are control packets: a transport
+ * keeps a small reserve for them, so it takes them even when it refuses larger writes for lack of room.
+ */
+export const CONTROL_PACKET_BYTES = 4;
 
 /**
  * A byte stream to the broker, opened once per connection attempt. Two verbs and an opener,
@@ -17,7 +25,13 @@ export interface TransportSink {
  */
 export interface Transport {
   open(sink: TransportSink): void;
-  /** Queues bytes for sending; returns false if the link cannot take them (closed or full). */
+  /**
+   * Takes all the bytes for sending (copying them) and returns true, or takes none and returns false
+   * when it has no room for them now; after a refusal it calls `sink.onTransportWritable()` once it
+   * has room. A false never means the link is gone: that is only ever reported by `onTransportClosed`.
+   * Writes of at most CONTROL_PACKET_BYTES should be taken even then, from a small reserve: the
+   * client gives the link up when one is refused (the broker has stopped reading).
+   */
   write(bytes: Uint8Array, offset: number, length: number): boolean;
   /** Closes the link. No sink call follows a close() the client asked for. */
   close(): void;
@@ -60,7 +74,8 @@ export const STATE_NAMES: readonly string[] = ["idle", "backoff", "opening", "aw
 export const enum Accepted {
   /** Written to the transport now. */
   Sent = 0,
-  /** Stored in the offline queue; it will be sent after recovery. */
+  /** Kept to be sent later: in the offline queue until recovery (or a free in-flight slot), or waiting
+   *  for room in the transport (then it goes out, in order, as soon as the transport can take it). */
   Queued = 1,
   /** Not accepted: the queue was full under DROP_NEWEST. A `drop` event reported it too. */
   Dropped = 2,

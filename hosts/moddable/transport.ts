@@ -1,16 +1,24 @@
 // The core's Transport over Moddable's SecureSocket (mutual TLS, certificates and key from flash
 // resources) or, only when the user asked for it, a plain Socket. Moddable's socket write throws
 // when more is written than the socket can take, so bytes that do not fit yet wait in a transmit
-// buffer of fixed size and go out on the next "writable" callback.
+// buffer of fixed size and go out on the next "writable" callback. When that buffer is full too,
+// write() refuses (the link stays up) and the sink hears onTransportWritable() once it has drained;
+// a small reserve at its end takes control packets (PUBACK, PINGREQ, DISCONNECT) even then.
 import Resource from "Resource";
 import SecureSocket from "securesocket";
 import { Socket } from "socket";
-import { type EndpointSettings, invalid, type Transport, type TransportSink } from "../../modules/types";
+import { CONTROL_PACKET_BYTES, type EndpointSettings, invalid, type Transport, type TransportSink } from "../../modules/types";
 
 const CONNECTED = 1;
 const READABLE = 2;
 const WRITABLE = 3;
 const DISCONNECTED = -1;
+
+/**
+ * The control packet reserve: 128 PUBACKs, more than a broker has unacknowledged QoS 1 messages in
+ * flight to one client (AWS IoT Core allows 100, Mosquitto 20 by default), so a PUBACK finds room.
+ */
+const CONTROL_RESERVE_BYTES = 512;
 
 interface MinimalSocket {
   callback: (message: number, value?: number) => void;
@@ -57,6 +65,14 @@ export class SocketTransport implements Transport {
   private connected = false;
   private readonly pending: Uint8Array;
   private pendingBytes = 0;
+  /**
+   * Control packets that found the transmit buffer full. They follow everything in `pending` on the
+   * wire, so nothing else is taken until flush() has moved them into `pending`.
+   */
+  private readonly control = new Uint8Array(CONTROL_RESERVE_BYTES);
+  private controlBytes = 0;
+  /** A write was refused for lack of room: call onTransportWritable() once there is room again. */
+  private refused = false;
   private secure: Record<string, unknown> | undefined;
   /**
    * The native socket of the latest connection, kept reachable until the next open(). When a
@@ -67,7 +83,10 @@ export class SocketTransport implements Transport {
    */
   private retained: unknown;
 
-  /** `transmitBufferBytes` holds what the socket cannot take at once (at least the largest packet). */
+  /**
+   * `transmitBufferBytes` holds what the socket cannot take at once (at least the largest packet);
+   * the control packet reserve comes on top.
+   */
   constructor(endpoint: EndpointSettings, transmitBufferBytes = 4096) {
     const problem = endpointProblem(endpoint);
     if (problem !== "") throw invalid(problem);
@@ -96,6 +115,8 @@ export class SocketTransport implements Transport {
     this.sink = sink;
     this.connected = false;
     this.pendingBytes = 0;
+    this.controlBytes = 0;
+    this.refused = false;
     const { host, port } = this.endpoint;
     let socket: MinimalSocket;
     try {
@@ -120,6 +141,11 @@ export class SocketTransport implements Transport {
         sink.onTransportData(bytes, 0, bytes.length);
       } else if (message === WRITABLE) {
         this.flush();
+        // Room again after a refusal: wait until half the buffer is free, so the client writes in batches.
+        if (this.refused && this.socket === socket && this.pendingBytes <= this.pending.length >> 1) {
+          this.refused = false;
+          sink.onTransportWritable();
+        }
       } else {
         this.socket = undefined;
         try {
@@ -134,14 +160,23 @@ export class SocketTransport implements Transport {
     };
   }
 
+  /** False only for lack of room (or before CONNECTED / after closing): closure goes to onTransportClosed. */
   write(bytes: Uint8Array, offset: number, length: number): boolean {
     const socket = this.socket;
     if (!socket || !this.connected) return false;
-    if (this.pendingBytes === 0 && length <= socket.write()) {
+    if (this.pendingBytes === 0 && this.controlBytes === 0 && length <= socket.write()) {
       socket.write(bytes.subarray(offset, offset + length));
       return true;
     }
-    if (this.pendingBytes + length > this.pending.length) return false;
+    if (this.controlBytes > 0 || this.pendingBytes + length > this.pending.length) {
+      if (length <= CONTROL_PACKET_BYTES && this.controlBytes + length <= this.control.length) {
+        this.control.set(bytes.subarray(offset, offset + length), this.controlBytes);
+        this.controlBytes += length;
+        return true;
+      }
+      this.refused = true;
+      return false;
+    }
     this.pending.set(bytes.subarray(offset, offset + length), this.pendingBytes);
     this.pendingBytes += length;
     this.flush();
@@ -157,6 +192,12 @@ export class SocketTransport implements Transport {
     socket.write(this.pending.subarray(0, count));
     this.pending.copyWithin(0, count, this.pendingBytes);
     this.pendingBytes -= count;
+    // Waiting control packets join the transmit buffer as soon as it has room for them.
+    if (this.controlBytes > 0 && this.pendingBytes + this.controlBytes <= this.pending.length) {
+      this.pending.set(this.control.subarray(0, this.controlBytes), this.pendingBytes);
+      this.pendingBytes += this.controlBytes;
+      this.controlBytes = 0;
+    }
   }
 
   close(): void {
@@ -164,6 +205,8 @@ export class SocketTransport implements Transport {
     this.socket = undefined;
     this.connected = false;
     this.pendingBytes = 0;
+    this.controlBytes = 0;
+    this.refused = false;
     if (socket) socket.close();
   }
 }

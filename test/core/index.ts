@@ -8,4 +8,6 @@ import "./client-session.suite";
 import "./client-queue.suite";
 import "./client-delivery.suite";
 import "./client-hostile.suite";
+import "./client-backpressure.suite";
 import "./awsiot.suite";
+import "./api-input.suite";

@@ -2,7 +2,7 @@
 // real broker (CONNACK, PUBACK, SUBACK, UNSUBACK, PINGRESP, routing of publishes to matching
 // subscriptions); switches make it refuse, stay silent, close early or break the protocol.
 import { topicMatches } from "../../modules/topic";
-import type { Transport, TransportSink } from "../../modules/types";
+import { CONTROL_PACKET_BYTES, type Transport, type TransportSink } from "../../modules/types";
 import { type ClientPacket, ClientStreamDecoder, connack, pingresp, puback, publishPacket, suback, unsuback } from "./broker-codec";
 import type { VirtualClock } from "./virtual-clock";
 
@@ -22,6 +22,16 @@ export class ScriptedBroker implements Transport {
   refusedFilters: string[] = [];
   /** One-way delay of every delivery in ms. */
   latencyMs = 0;
+  /**
+   * A transport with a fixed transmit buffer: the bytes it holds before write() refuses (Infinity:
+   * never full, and writes reach the broker at once). With a finite capacity, bytes taken wait in
+   * the buffer until drain() (or, with drainEveryMs > 0, the clock) sends them; after a refusal,
+   * drain() calls onTransportWritable(). Control packets may use `reserve` bytes beyond capacity.
+   */
+  capacity = Infinity;
+  reserve = 64;
+  /** Send the transmit buffer this many ms after a write fills it (0: only when the test calls drain()). */
+  drainEveryMs = 0;
 
   // What happened.
   opens = 0;
@@ -30,6 +40,8 @@ export class ScriptedBroker implements Transport {
   received: ClientPacket[] = [];
   /** Bytes written by the client per write() call (to check packing and sizes). */
   writes = 0;
+  /** Writes refused for lack of room. */
+  refusedWrites = 0;
 
   /** The broker's view of the session's subscriptions (cleared by a clean-session CONNECT). */
   subscriptions = new Map<string, number>();
@@ -38,6 +50,10 @@ export class ScriptedBroker implements Transport {
   private linkUp = false;
   private stream = new ClientStreamDecoder();
   private nextId = 1;
+  private outbox: Uint8Array[] = [];
+  private buffered = 0;
+  private refused = false;
+  private drainScheduled = false;
 
   constructor(readonly clock: VirtualClock) {}
 
@@ -48,6 +64,7 @@ export class ScriptedBroker implements Transport {
     this.connection++;
     this.opens++;
     this.stream = new ClientStreamDecoder();
+    this.discardBuffer();
     const connection = this.connection;
     if (this.openBehaviour === "accept") {
       this.later(connection, () => {
@@ -63,6 +80,27 @@ export class ScriptedBroker implements Transport {
 
   write(bytes: Uint8Array, offset: number, length: number): boolean {
     if (!this.linkUp) return false;
+    if (this.capacity !== Infinity) {
+      const limit = length <= CONTROL_PACKET_BYTES ? this.capacity + this.reserve : this.capacity;
+      if (this.buffered + length > limit) {
+        this.refusedWrites++;
+        this.refused = true;
+        return false;
+      }
+      this.writes++;
+      this.outbox.push(bytes.slice(offset, offset + length));
+      this.buffered += length;
+      if (this.drainEveryMs > 0 && !this.drainScheduled) {
+        this.drainScheduled = true;
+        const connection = this.connection;
+        this.clock.after(this.drainEveryMs, () => {
+          if (connection !== this.connection) return;
+          this.drainScheduled = false;
+          this.drain();
+        });
+      }
+      return true;
+    }
     this.writes++;
     for (const packet of this.stream.push(bytes.slice(offset, offset + length))) this.handle(packet);
     return true;
@@ -70,6 +108,7 @@ export class ScriptedBroker implements Transport {
 
   close(): void {
     this.closesByClient++;
+    this.discardBuffer();
     this.linkUp = false;
     this.connection++; // anything still travelling to the old connection is lost
   }
@@ -97,9 +136,27 @@ export class ScriptedBroker implements Transport {
     return id;
   }
 
-  /** The broker (or the network) drops the connection now. */
+  /** Bytes taken by write() and not yet sent (finite capacity only). */
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
+  /** Sends what the transmit buffer holds to the broker; after a refused write, tells the client there is room. */
+  drain(): void {
+    const chunks = this.outbox;
+    this.outbox = [];
+    this.buffered = 0;
+    for (const chunk of chunks) for (const packet of this.stream.push(chunk)) this.handle(packet);
+    if (this.refused && this.linkUp) {
+      this.refused = false;
+      (this.sink as TransportSink).onTransportWritable();
+    }
+  }
+
+  /** The broker (or the network) drops the connection now: bytes still in the transmit buffer are lost. */
   drop(reason = "connection reset by peer"): void {
     if (!this.linkUp) return;
+    this.discardBuffer();
     this.linkUp = false;
     const sink = this.sink as TransportSink;
     this.connection++;
@@ -107,6 +164,13 @@ export class ScriptedBroker implements Transport {
   }
 
   // ------------------------------------------------------------ broker behaviour
+
+  private discardBuffer(): void {
+    this.outbox = [];
+    this.buffered = 0;
+    this.refused = false;
+    this.drainScheduled = false;
+  }
 
   private later(connection: number, run: () => void): void {
     this.clock.after(this.latencyMs, () => {
