@@ -10,7 +10,7 @@
 //   npm run bench -- --runs 3             throughput runs per figure (default 5, interleaved; medians reported)
 //   npm run bench -- --messages 20000     messages per throughput run (default 20000)
 //   npm run bench -- --window 10          IoTLink's in-flight window, also kept by the MQTT.js driver
-//   npm run bench -- --wide-window 50     IoTLink's second, wide window (100 loses the link over TLS: BENCHMARKS.md)
+//   npm run bench -- --wide-window 50     IoTLink's second, wide window (100 matches MQTT.js's unwindowed rate: BENCHMARKS.md)
 //   npm run bench -- --no-slow-drain      skip the 2 Hz drain (it takes ~50 s by design)
 //   npm run bench -- --json out.json      also write every figure as JSON
 import { execFile, execFileSync } from "node:child_process";

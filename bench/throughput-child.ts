@@ -7,11 +7,11 @@
 // IoTLink (the core over hosts/moddable over hosts/desktop, from the bundle loadDesktopHost made):
 // - QoS 1: publish while the in-flight window has room (until publish() says Queued), continue from
 //   the ack callback.
-// - QoS 0: the client has no backpressure signal (publish() returns Sent once the transport took the
-//   bytes; a transport that cannot take them ends the link). The driver therefore publishes while
-//   the transport's fixed transmit buffer can take one more packet, and resumes when the socket
-//   reports writable: it reads two private fields of SocketTransport for that (pendingBytes and its
-//   buffer size) and wraps its flush().
+// - QoS 0: when the transport is full, publish() returns Queued and the message waits in the offline
+//   queue until the socket drains, but the client has no event that says the queue emptied. So the
+//   driver publishes while the transport's fixed transmit buffer can take one more packet, and
+//   resumes when the socket reports writable: it reads two private fields of SocketTransport for
+//   that (pendingBytes and its buffer size) and wraps its flush().
 // MQTT.js 5: QoS 1 "windowed" keeps the same number unacknowledged as IoTLink's window; "natural"
 // publishes everything at once (MQTT.js's own default, no window). QoS 0 is always published in one
 // synchronous loop without callbacks (MQTT.js buffers in its stream).
