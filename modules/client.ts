@@ -730,8 +730,6 @@ export class MqttClient implements TransportSink, PacketSink {
 
   onTransportData(bytes: Uint8Array, offset: number, length: number): void {
     if (this.currentState < State.AwaitingConnack || this.currentState === State.Closing) return;
-    this.lastReceivedAt = this.clock.now();
-    this.pingOutstanding = false;
     if (!this.decoder.feed(bytes, offset, length)) this.protocolError(this.decoder.error);
     this.schedule();
   }
@@ -875,6 +873,10 @@ export class MqttClient implements TransportSink, PacketSink {
 
   onPacket(decoder: PacketDecoder): void {
     this.stats.received++;
+    // Liveness counts whole packets, not bytes: a peer that trickles bytes of a packet it never
+    // finishes is as dead as a silent one.
+    this.lastReceivedAt = this.clock.now();
+    this.pingOutstanding = false;
     const state = this.currentState;
     if (decoder.type === PacketType.Connack) {
       if (state !== State.AwaitingConnack) return this.protocolError("unexpected second CONNACK");

@@ -289,6 +289,8 @@ export class PacketDecoder {
           this.remaining = 0;
           this.lengthMultiplierShift = 0;
           this.phase = Phase.Length;
+          // Refused at its first byte: a bogus header must not swallow the packets behind it.
+          if (!this.check(this.headerProblem())) return false;
           break;
         case Phase.Length: {
           const digit = bytes[offset++];
@@ -301,6 +303,7 @@ export class PacketDecoder {
           if (packetSize(this.remaining) > this.maxPacketBytes) {
             return this.fail("packet of " + packetSize(this.remaining) + " bytes exceeds the maximum of " + this.maxPacketBytes);
           }
+          if (!this.check(this.lengthProblem())) return false;
           this.received = 0;
           this.phase = Phase.Body;
           if (this.remaining === 0 && !this.complete()) return false;
@@ -330,6 +333,11 @@ export class PacketDecoder {
     return true;
   }
 
+  /** True when `problem` is "", else fails with it. */
+  private check(problem: string): boolean {
+    return problem === "" || this.fail(problem);
+  }
+
   private fail(reason: string): false {
     this.error = reason;
     this.phase = Phase.Failed;
@@ -345,12 +353,60 @@ export class PacketDecoder {
     return true;
   }
 
+  /** What is wrong with the first byte (type and flags), or "". */
+  private headerProblem(): string {
+    const flags = this.flags;
+    switch (this.type) {
+      case PacketType.Connack:
+        return flags !== 0 ? "malformed CONNACK" : "";
+      case PacketType.Publish: {
+        const qos = (flags >> 1) & 3;
+        if (qos > 1) return qos === 3 ? "PUBLISH with QoS 3" : "PUBLISH with QoS 2, which this client never subscribes to";
+        return qos === 0 && (flags & 8) === 8 ? "PUBLISH with QoS 0 and DUP set" : "";
+      }
+      case PacketType.Puback:
+        return flags !== 0 ? "malformed PUBACK" : "";
+      case PacketType.Unsuback:
+        return flags !== 0 ? "malformed UNSUBACK" : "";
+      case PacketType.Suback:
+        return flags !== 0 ? "malformed SUBACK" : "";
+      case PacketType.Pingresp:
+        return flags !== 0 ? "malformed PINGRESP" : "";
+      case PacketType.Pubrec:
+      case PacketType.Pubrel:
+      case PacketType.Pubcomp:
+        return "QoS 2 packet type " + this.type + " received, but this client never uses QoS 2";
+      default:
+        return "unexpected packet type " + this.type + " from the broker";
+    }
+  }
+
+  /** What is wrong with the remaining length for this type, or "": known as soon as the length is read. */
+  private lengthProblem(): string {
+    const remaining = this.remaining;
+    switch (this.type) {
+      case PacketType.Connack:
+        return remaining !== 2 ? "malformed CONNACK" : "";
+      case PacketType.Publish:
+        // The topic length, and the packet id at QoS 1 (an empty topic is named by validate()).
+        return remaining < (this.flags & 6 ? 4 : 2) ? "truncated PUBLISH" : "";
+      case PacketType.Puback:
+        return remaining !== 2 ? "malformed PUBACK" : "";
+      case PacketType.Unsuback:
+        return remaining !== 2 ? "malformed UNSUBACK" : "";
+      case PacketType.Suback:
+        return remaining < 3 ? "malformed SUBACK" : "";
+      default:
+        return remaining !== 0 ? "malformed PINGRESP" : "";
+    }
+  }
+
+  /** Checks the body of a packet whose header and length passed, and reads its fields. */
   private validate(): string {
     const body = this.body;
     const remaining = this.remaining;
     switch (this.type) {
       case PacketType.Connack:
-        if (this.flags !== 0 || remaining !== 2) return "malformed CONNACK";
         if (body[0] & 0xfe) return "malformed CONNACK (reserved acknowledge flags set)";
         this.sessionPresent = (body[0] & 1) === 1;
         this.returnCode = body[1];
@@ -361,9 +417,6 @@ export class PacketDecoder {
         this.qos = (this.flags >> 1) & 3;
         this.retain = (this.flags & 1) === 1;
         this.dup = (this.flags & 8) === 8;
-        if (this.qos > 1) return this.qos === 3 ? "PUBLISH with QoS 3" : "PUBLISH with QoS 2, which this client never subscribes to";
-        if (this.qos === 0 && this.dup) return "PUBLISH with QoS 0 and DUP set";
-        if (remaining < 2) return "truncated PUBLISH";
         const topicLength = (body[0] << 8) | body[1];
         this.topicStart = 2;
         this.topicEnd = 2 + topicLength;
@@ -385,11 +438,9 @@ export class PacketDecoder {
       }
       case PacketType.Puback:
       case PacketType.Unsuback:
-        if (this.flags !== 0 || remaining !== 2) return this.type === PacketType.Puback ? "malformed PUBACK" : "malformed UNSUBACK";
         this.packetId = (body[0] << 8) | body[1];
         return this.packetId === 0 ? "acknowledgement with packet id 0" : "";
       case PacketType.Suback:
-        if (this.flags !== 0 || remaining < 3) return "malformed SUBACK";
         this.packetId = (body[0] << 8) | body[1];
         if (this.packetId === 0) return "acknowledgement with packet id 0";
         for (let i = 2; i < remaining; i++) {
@@ -397,14 +448,8 @@ export class PacketDecoder {
           if (code > 2 && code !== 0x80) return "SUBACK with invalid return code " + code;
         }
         return "";
-      case PacketType.Pingresp:
-        return this.flags !== 0 || remaining !== 0 ? "malformed PINGRESP" : "";
-      case PacketType.Pubrec:
-      case PacketType.Pubrel:
-      case PacketType.Pubcomp:
-        return "QoS 2 packet type " + this.type + " received, but this client never uses QoS 2";
-      default:
-        return "unexpected packet type " + this.type + " from the broker";
+      default: // PINGRESP: no body
+        return "";
     }
   }
 

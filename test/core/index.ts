@@ -9,5 +9,6 @@ import "./client-queue.suite";
 import "./client-delivery.suite";
 import "./client-hostile.suite";
 import "./client-backpressure.suite";
+import "./client-liveness.suite";
 import "./awsiot.suite";
 import "./api-input.suite";
