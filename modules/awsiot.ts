@@ -3,7 +3,7 @@
 // the client; where the Python SDK is defective this facade does what its README says instead.
 
 import { type ClientOptions, type InboundMessage, MqttClient, type WillSettings } from "./client";
-import type { Payload } from "./packet";
+import { type Payload, payloadLength } from "./packet";
 import {
   Accepted,
   ACK_STATUS_NAMES,
@@ -22,6 +22,10 @@ export { DROP_NEWEST, DROP_OLDEST };
 export const MQTTv3_1_1 = 4;
 export const SDK_NAME = "IoTLink";
 export const SDK_VERSION = "0.1.0";
+/** AWS IoT Core refuses larger message payloads (and closes the connection). */
+export const AWS_MAX_PAYLOAD_BYTES = 131072;
+/** The largest PUBLISH AWS IoT Core can take: fixed header, a 256-byte topic, packet id, 128 KB payload. */
+export const AWS_MAX_PACKET_BYTES = 5 + 2 + 256 + 2 + AWS_MAX_PAYLOAD_BYTES;
 
 /** The message object handed to Python-style callbacks (the payload is a copy the callee may keep). */
 export interface AWSIoTMessage {
@@ -41,6 +45,12 @@ function positiveSeconds(name: string, value: unknown): number {
 
 function copyMessage(message: InboundMessage): AWSIoTMessage {
   return { topic: message.topic, payload: message.payload.slice(), qos: message.qos, retain: message.retain, mid: message.packetId };
+}
+
+/** AWS IoT Core's payload limit, checked at the call (the client's own limit is maxPacketBytes). */
+function checkAwsPayload(payload: Payload | ArrayBuffer): void {
+  const bytes = payload instanceof ArrayBuffer ? payload.byteLength : typeof payload === "string" || payload instanceof Uint8Array ? payloadLength(payload) : 0;
+  if (bytes > AWS_MAX_PAYLOAD_BYTES) throw invalid("payload of " + bytes + " bytes is over AWS IoT Core's limit of " + AWS_MAX_PAYLOAD_BYTES + " bytes (128 KB)");
 }
 
 /**
@@ -179,6 +189,18 @@ export class AWSIoTMQTTClientCore {
     this.options.dropPolicy = dropBehavior;
   }
 
+  /**
+   * (IoTLink extension) The largest packet sent or received, in bytes; default 2048. The client
+   * keeps a transmit and a receive buffer of this size, so raise it only as far as your messages need.
+   */
+  configureMaxPacketSize(bytes: number): void {
+    this.configurable("configureMaxPacketSize");
+    if (!Number.isInteger(bytes) || bytes < 128 || bytes > AWS_MAX_PACKET_BYTES) {
+      throw invalid("maximum packet size must be a whole number of bytes from 128 to " + AWS_MAX_PACKET_BYTES + " (AWS IoT Core's 128 KB payload), got " + String(bytes));
+    }
+    this.options.maxPacketBytes = bytes;
+  }
+
   configureDrainingFrequency(frequencyInHz: number): void {
     this.configurable("configureDrainingFrequency");
     if (typeof frequencyInHz !== "number" || !(frequencyInHz > 0) || frequencyInHz > 1000) throw invalid("frequencyInHz must be above 0 and at most 1000, got " + String(frequencyInHz));
@@ -308,6 +330,7 @@ export class AWSIoTMQTTClientCore {
    * (it is then still in flight: do not publish it again).
    */
   publish(topic: string, payload: Payload | ArrayBuffer, QoS: number): Promise<boolean> {
+    checkAwsPayload(payload);
     return new Promise((resolve, reject) => {
       const accepted = this.requireClient().publish(topic, payload, QoS, false, QoS === 1 ? (status) => settleAck(status, resolve, reject) : undefined);
       if (accepted === Accepted.Dropped) reject(droppedError());
@@ -319,6 +342,7 @@ export class AWSIoTMQTTClientCore {
   /** Returns the packet id, or "QUEUED". ackCallback(mid, status) keeps working for queued requests. */
   publishAsync(topic: string, payload: Payload | ArrayBuffer, QoS: number, ackCallback?: (mid: number, status: string) => void): number | "QUEUED" {
     if (ackCallback !== undefined && typeof ackCallback !== "function") throw invalid("ackCallback must be a function");
+    checkAwsPayload(payload);
     const client = this.requireClient();
     const accepted = client.publish(topic, payload, QoS, false, ackCallback ? (status, mid) => ackCallback(mid, ACK_STATUS_NAMES[status]) : undefined);
     return this.midOf(client, accepted, QoS);

@@ -1,5 +1,5 @@
 // The AWSIoTMQTTClient facade: Python SDK names and defaults, and the SDK's defects fixed.
-import { AWSIoTMQTTClientCore, DROP_OLDEST, SDK_NAME } from "../../modules/awsiot";
+import { AWS_MAX_PACKET_BYTES, AWS_MAX_PAYLOAD_BYTES, AWSIoTMQTTClientCore, DROP_OLDEST, SDK_NAME } from "../../modules/awsiot";
 import type { EndpointSettings, Platform } from "../../modules/types";
 import { deepEqual, equal, ok, test, throws } from "../harness";
 import { fromUtf8 } from "../support/broker-codec";
@@ -157,6 +157,29 @@ test("facade: configuration is validated at the call and fixed once connected", 
   client.configureDrainingFrequency(4);
   client.connectAsync();
   throws(() => client.configureOfflinePublishQueueing(5), "before connect()");
+});
+
+test("facade: packet size is configurable up to AWS IoT Core's limit, and payloads over 128 KB are refused at the call", () => {
+  const small = configured();
+  throws(() => small.client.configureMaxPacketSize(100), "maximum packet size");
+  throws(() => small.client.configureMaxPacketSize(AWS_MAX_PACKET_BYTES + 1), "maximum packet size");
+  throws(() => small.client.configureMaxPacketSize(4096.5), "maximum packet size");
+  small.client.connectAsync();
+  small.clock.settle();
+  throws(() => small.client.publishAsync("t", new Uint8Array(3000), 1), "maxPacketBytes");
+  throws(() => small.client.configureMaxPacketSize(4096), "before connect()");
+
+  const large = configured();
+  large.client.configureMaxPacketSize(AWS_MAX_PACKET_BYTES);
+  large.client.connectAsync();
+  large.clock.settle();
+  const before = large.broker.sent(3).length;
+  throws(() => large.client.publishAsync("t", new Uint8Array(AWS_MAX_PAYLOAD_BYTES + 1), 1), "over AWS IoT Core's limit of 131072 bytes");
+  throws(() => large.client.publishAsync("t", "x".repeat(AWS_MAX_PAYLOAD_BYTES + 1), 0), "over AWS IoT Core's limit");
+  equal(large.broker.sent(3).length, before, "nothing sent for a refused payload");
+  ok(typeof large.client.publishAsync("t", new Uint8Array(AWS_MAX_PAYLOAD_BYTES), 1) === "number", "a 128 KB payload goes out");
+  large.clock.settle();
+  equal(large.broker.sent(3).length, before + 1);
 });
 
 test("facade: queue size and drain frequency reach the client (10 queued, DROP_OLDEST, 4 Hz)", () => {
