@@ -432,7 +432,7 @@ export class MqttClient implements TransportSink, PacketSink {
           this.inflight.packetId[slot] = id;
           this.inflight.callback[slot] = onAck;
           const written = this.transmitInflight(slot);
-          this.schedule();
+          this.rescheduleAfterIo(State.Online);
           return written ? Accepted.Sent : Accepted.Queued;
         }
       }
@@ -729,9 +729,10 @@ export class MqttClient implements TransportSink, PacketSink {
   }
 
   onTransportData(bytes: Uint8Array, offset: number, length: number): void {
-    if (this.currentState < State.AwaitingConnack || this.currentState === State.Closing) return;
+    const state = this.currentState;
+    if (state < State.AwaitingConnack || state === State.Closing) return;
     if (!this.decoder.feed(bytes, offset, length)) this.protocolError(this.decoder.error);
-    this.schedule();
+    this.rescheduleAfterIo(state);
   }
 
   onTransportClosed(reason: string): void {
@@ -1072,6 +1073,17 @@ export class MqttClient implements TransportSink, PacketSink {
     this.timerArmedAt = now;
     this.timerDueIn = due;
     this.clock.setTimer(due, this.onTimer);
+  }
+
+  /**
+   * schedule(), skipped when it cannot change anything: within one state, reading and writing only
+   * move deadlines later or add one at now + operationTimeoutMs (a request written), so an armed
+   * timer due no later than that still stands (if it wakes early, service() re-arms it). Saves the
+   * deadline scan on every publish and acknowledgement in the steady state.
+   */
+  private rescheduleAfterIo(stateBefore: State): void {
+    if (this.currentState === stateBefore && this.timerArmed && this.remaining(this.clock.now(), this.timerArmedAt, this.timerDueIn) <= this.operationTimeoutMs) return;
+    this.schedule();
   }
 
   /** The timer fired: act on every deadline that has passed, then re-arm. */
