@@ -88,6 +88,26 @@ interface Scenario {
 
 let current: Rig;
 
+/** A broker PUBLISH fed to the client n times; `writes` names what the client writes back. */
+function inboundScenario(packet: Uint8Array, writes: string): Scenario {
+  return {
+    setup() {
+      current = online();
+      current.client.subscribe("bench/in", 1, onMessage);
+      current.clock.settle();
+      current.broker.counting = true;
+      delivered = 0;
+    },
+    run(n) {
+      const client = current.client;
+      for (let i = 0; i < n; i++) client.onTransportData(packet, 0, packet.length);
+    },
+    check() {
+      return `${delivered / 64} messages dispatched, ${current.broker.writesOut} ${writes}`;
+    },
+  };
+}
+
 const scenarios: Record<string, Scenario> = {
   /** The driver's own loop, for reference (subtracted from nothing). */
   "loop": {
@@ -127,38 +147,8 @@ const scenarios: Record<string, Scenario> = {
       return `${acked} acknowledged, stats.acknowledged ${current.client.stats.acknowledged}`;
     },
   },
-  "inbound-qos0": {
-    setup() {
-      current = online();
-      current.client.subscribe("bench/in", 1, onMessage);
-      current.clock.settle();
-      current.broker.counting = true;
-      delivered = 0;
-    },
-    run(n) {
-      const client = current.client;
-      for (let i = 0; i < n; i++) client.onTransportData(INBOUND_QOS0, 0, INBOUND_QOS0.length);
-    },
-    check() {
-      return `${delivered / 64} messages dispatched, ${current.broker.writesOut} writes`;
-    },
-  },
-  "inbound-qos1+puback": {
-    setup() {
-      current = online();
-      current.client.subscribe("bench/in", 1, onMessage);
-      current.clock.settle();
-      current.broker.counting = true;
-      delivered = 0;
-    },
-    run(n) {
-      const client = current.client;
-      for (let i = 0; i < n; i++) client.onTransportData(INBOUND_QOS1, 0, INBOUND_QOS1.length);
-    },
-    check() {
-      return `${delivered / 64} messages dispatched, ${current.broker.writesOut} PUBACK writes`;
-    },
-  },
+  "inbound-qos0": inboundScenario(INBOUND_QOS0, "writes"),
+  "inbound-qos1+puback": inboundScenario(INBOUND_QOS1, "PUBACK writes"),
   "keepalive-tick": {
     setup() {
       current = online();
