@@ -35,6 +35,12 @@ function flag(key: string, fallback: boolean): boolean {
   throw new Error("config " + key + " must be true or false, got " + String(value));
 }
 
+function choice(key: string, fallback: string, allowed: readonly string[]): string {
+  const value = text(key, fallback);
+  if (allowed.indexOf(value) < 0) throw new Error("config " + key + " must be one of " + allowed.join(", ") + ", got " + value);
+  return value;
+}
+
 function log(event: string, fields: readonly (string | number | boolean)[]): void {
   trace(formatLogLine(event, fields) + "\n");
 }
@@ -79,7 +85,7 @@ const client = new MqttClient({
   },
   queueEntries: whole("queueEntries", 64, 0, 65535),
   queueBytes: whole("queueBytes", 8192, 0, 0x7fffffff),
-  dropPolicy: text("dropPolicy", "oldest") === "newest" ? DROP_NEWEST : DROP_OLDEST,
+  dropPolicy: choice("dropPolicy", "oldest", ["oldest", "newest"]) === "newest" ? DROP_NEWEST : DROP_OLDEST,
   inflightWindow: whole("inflightWindow", 10, 1, 100),
   drainIntervalMs: whole("drainIntervalMs", 500, 0, 0x7fffffff),
   maxPacketBytes: whole("maxPacketBytes", 2048, 64, 131072),

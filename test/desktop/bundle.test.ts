@@ -10,7 +10,7 @@ import { promisify } from "node:util";
 import { after, before, test } from "node:test";
 import { desktopAliases } from "../../tools/desktop-aliases.ts";
 import { startBroker, type RunningBroker } from "../../tools/broker.ts";
-import { bundleForDesktop, loadDesktopHost } from "../../tools/desktop-build.ts";
+import { buildDesktopApp, bundleForDesktop, loadDesktopHost } from "../../tools/desktop-build.ts";
 import { createFixtures, removeFixtures, type Fixtures } from "./fixtures.ts";
 
 const run = promisify(execFile);
@@ -167,4 +167,22 @@ test("two clients on one Moddable platform keep their own timers: both stay up t
   assert.deepEqual(clients.map((client) => client.stateName), ["online", "online"]);
   for (const client of clients) client.disconnect();
   assert.equal(host.countScheduledTimers(), 0);
+});
+
+test("the device app refuses a mistyped setting at start, naming it, before it connects anywhere", { timeout: 30_000 }, async () => {
+  const app = await buildDesktopApp(join(work, "app-settings.mjs"));
+  const refusals: [Record<string, string>, RegExp][] = [
+    [{ IOTLINK_CONFIG_dropPolicy: "newst" }, /config dropPolicy must be one of oldest, newest, got newst/],
+    [{ IOTLINK_CONFIG_port: "88x3" }, /config port must be a whole number from 1 to 65535, got 88x3/],
+    [{ IOTLINK_CONFIG_backoffJitter: "yes" }, /config backoffJitter must be true or false, got yes/],
+  ];
+  for (const [settings, problem] of refusals) {
+    const failed = await run(process.execPath, [app], {
+      env: { ...process.env, IOTLINK_RESOURCES: fixtures.pki, IOTLINK_CONFIG_endpoint: "localhost", IOTLINK_CONFIG_port: String(broker.port), ...settings },
+      timeout: 20_000,
+    }).then(() => undefined, (error: { code?: number; stderr?: string }) => error);
+    assert.ok(failed && failed.code !== 0, JSON.stringify(settings) + ": the app must not start");
+    assert.match(failed.stderr ?? "", problem);
+  }
+  assert.equal(broker.connectedClientIds().length, 0, "nothing connected");
 });
