@@ -212,6 +212,9 @@ export class MqttClient implements TransportSink, PacketSink {
   private resubPackets = 0;
   /** In-flight entries marked FLAG_UNSENT: they go out, oldest first, when the transport has room. */
   private unsent = 0;
+  /** The last topic publish() validated, and its UTF-8 length (0: none yet; a valid topic has at least 1 byte). */
+  private lastTopic = "";
+  private lastTopicBytes = 0;
 
   private packetIdCounter = 0;
   // Times are kept as raw clock values; elapsed time is always ((now - then) | 0), so wrap is harmless.
@@ -401,13 +404,21 @@ export class MqttClient implements TransportSink, PacketSink {
    * `onAck(status)` is called once for QoS 1: acknowledged, timed out (still in flight) or dropped.
    */
   publish(topic: string, payload: Payload | ArrayBuffer, qos = 0, retain = false, onAck?: AckCallback): Accepted {
-    const problem = topicNameProblem(topic) || payloadProblem(toPayload(payload));
+    // Devices publish to the same few topics: the last one that passed validation is not checked again.
+    let topicBytes = this.lastTopicBytes;
+    if (topicBytes === 0 || topic !== this.lastTopic) {
+      const problem = topicNameProblem(topic);
+      if (problem !== "") throw invalid(problem);
+      topicBytes = utf8Length(topic);
+      this.lastTopic = topic;
+      this.lastTopicBytes = topicBytes;
+    }
+    const problem = payloadProblem(toPayload(payload));
     if (problem !== "") throw invalid(problem);
     if (qos !== 0 && qos !== 1) throw invalid("qos must be 0 or 1 (QoS 2 is not supported), got " + String(qos));
     if (typeof retain !== "boolean") throw invalid("retain must be a boolean");
     if (onAck !== undefined && typeof onAck !== "function") throw invalid("onAck must be a function");
     const body = toPayload(payload);
-    const topicBytes = utf8Length(topic);
     const bodyBytes = payloadLength(body);
     const size = packetSize(publishRemaining(topicBytes, bodyBytes, qos));
     if (size > this.maxPacketBytes) throw invalid("message of " + size + " bytes exceeds maxPacketBytes (" + this.maxPacketBytes + ")");

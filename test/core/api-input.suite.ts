@@ -97,6 +97,23 @@ for (const online of [true, false]) {
   });
 }
 
+test("API input: publish() skips validating the last topic it accepted, and only that one", () => {
+  const s = connected();
+  equal(s.client.publish("a/b", "1", 0), 0);
+  // Every bad topic is still refused right after a good one was remembered, and the good one still works.
+  for (const [label, body, fragment] of BAD_PUBLISHES.slice(0, 6)) {
+    equal(s.client.publish("a/b", "again", 0), 0, label + ": the remembered topic");
+    refused(s, () => body(s), fragment, label + ", after a valid topic");
+  }
+  refused(s, () => s.client.publish(new String("a/b") as never, "x"), "topic must be a string", "a String object equal to the remembered topic");
+  // The same text built anew is the same topic; a new valid topic replaces the remembered one.
+  equal(s.client.publish(["a", "b"].join("/"), "2", 0), 0);
+  equal(s.client.publish("a/c", "3", 0), 0);
+  refused(s, () => s.client.publish("a/+", "x"), "wildcards", "a wildcard after the second topic");
+  const topics = s.broker.sent(3).map((packet) => packet.topic);
+  deepEqual(topics.slice(-3), ["a/b", "a/b", "a/c"]);
+});
+
 test("API input: the subscription table is untouched by refused requests (an active filter stays as it was)", () => {
   const s = connected();
   s.client.subscribe("keep/#", 1);
