@@ -223,6 +223,9 @@ export interface PacketSink {
   onPacket(decoder: PacketDecoder): void;
 }
 
+/** Inbound topics up to this many bytes are remembered (see PacketDecoder.topic()). */
+const REMEMBERED_TOPIC_BYTES = 128;
+
 const enum Phase {
   Header = 0,
   Length = 1,
@@ -261,6 +264,12 @@ export class PacketDecoder {
   private generation = 0;
   private readonly maxPacketBytes: number;
   private readonly sink: PacketSink;
+  // The last inbound topic: its bytes (already validated) and its string. Devices mostly receive on
+  // a few topics, so a repeat skips validation and decoding and allocates no string.
+  private readonly rememberedTopic = new Uint8Array(REMEMBERED_TOPIC_BYTES);
+  private rememberedTopicLength = 0;
+  private rememberedTopicText = "";
+  private topicIsRemembered = false;
 
   constructor(maxPacketBytes: number, sink: PacketSink) {
     this.maxPacketBytes = maxPacketBytes;
@@ -423,9 +432,12 @@ export class PacketDecoder {
         const idBytes = this.qos > 0 ? 2 : 0;
         if (topicLength === 0) return "PUBLISH with an empty topic";
         if (this.topicEnd + idBytes > remaining) return "truncated PUBLISH";
-        if (checkUtf8(body, this.topicStart, this.topicEnd) < 0) return "PUBLISH topic is not valid UTF-8";
-        for (let i = this.topicStart; i < this.topicEnd; i++) {
-          if (body[i] === 0x2b || body[i] === 0x23) return "PUBLISH topic contains a wildcard";
+        this.topicIsRemembered = this.isRememberedTopic(body, topicLength);
+        if (!this.topicIsRemembered) {
+          if (checkUtf8(body, this.topicStart, this.topicEnd) < 0) return "PUBLISH topic is not valid UTF-8";
+          for (let i = this.topicStart; i < this.topicEnd; i++) {
+            if (body[i] === 0x2b || body[i] === 0x23) return "PUBLISH topic contains a wildcard";
+          }
         }
         this.packetId = 0;
         if (idBytes > 0) {
@@ -453,8 +465,24 @@ export class PacketDecoder {
     }
   }
 
-  /** The current PUBLISH's topic as a string (one allocation per inbound message). */
+  /** The current PUBLISH's topic as a string: the remembered one when the bytes repeat, else a new string. */
   topic(): string {
-    return readUtf8(this.body, this.topicStart, this.topicEnd);
+    if (this.topicIsRemembered) return this.rememberedTopicText;
+    const text = readUtf8(this.body, this.topicStart, this.topicEnd);
+    const length = this.topicEnd - this.topicStart;
+    if (length <= REMEMBERED_TOPIC_BYTES) {
+      this.rememberedTopic.set(this.body.subarray(this.topicStart, this.topicEnd));
+      this.rememberedTopicLength = length;
+      this.rememberedTopicText = text;
+    }
+    return text;
+  }
+
+  /** Whether the topic at body[2 ..] has the bytes of the remembered topic (which passed validation). */
+  private isRememberedTopic(body: Uint8Array, length: number): boolean {
+    if (length !== this.rememberedTopicLength) return false;
+    const remembered = this.rememberedTopic;
+    for (let i = 0; i < length; i++) if (body[2 + i] !== remembered[i]) return false;
+    return true;
   }
 }

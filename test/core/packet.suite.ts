@@ -556,6 +556,39 @@ test("packet: decoder: malformed input gives feed() === false with a named error
   }
 });
 
+test("packet: decoder: a repeated inbound topic is remembered, and any other topic is decoded and validated anew", () => {
+  const long = "L/" + "x".repeat(200); // over the remembered size: never remembered, always right
+  const sequence: [string, Uint8Array][] = [
+    ["a/b", publish("a/b", "1", 0, false, 0)],
+    ["a/b again", publish("a/b", "2", 1, false, 7)],
+    ["a/c (same length)", publish("a/c", "3", 0, false, 0)],
+    ["a/b after a/c", publish("a/b", "4", 0, false, 0)],
+    ["UTF-8 topic", publish("\u00e9t\u00e9/\u{1F600}", "5", 0, false, 0)],
+    ["UTF-8 topic again", publish("\u00e9t\u00e9/\u{1F600}", "6", 0, false, 0)],
+    ["long topic", publish(long, "7", 0, false, 0)],
+    ["UTF-8 topic after the long one", publish("\u00e9t\u00e9/\u{1F600}", "8", 0, false, 0)],
+    ["long topic again", publish(long, "9", 0, false, 0)],
+  ];
+  for (const [how, chunks] of [["whole", whole], ["1-byte chunks", bytewise]] as const) {
+    const outcome = decode(concat(sequence.map(([, bytes]) => bytes)), chunks);
+    equal(outcome.error, "", how + ": no error");
+    deepEqual(outcome.seen.map((seen) => seen.topic), ["a/b", "a/b", "a/c", "a/b", "\u00e9t\u00e9/\u{1F600}", "\u00e9t\u00e9/\u{1F600}", long, "\u00e9t\u00e9/\u{1F600}", long], how + ": topics");
+  }
+  // Bytes of the same length as the remembered topic but differing in one byte are still checked.
+  for (const [name, bad, fragment] of [
+    ["wildcard '#'", [0x61, 0x2f, 0x23], "wildcard"],
+    ["wildcard '+'", [0x61, 0x2b, 0x62], "wildcard"],
+    ["U+0000", [0x61, 0x00, 0x62], "UTF-8"],
+    ["a lone continuation byte", [0x61, 0x2f, 0x80], "UTF-8"],
+  ] as const) {
+    const badPublish = new Uint8Array([0x30, 2 + 3 + 1, 0x00, 0x03, ...bad, 0x21]);
+    const outcome = decode(concat([publish("a/b", "1", 0, false, 0), badPublish]), whole);
+    ok(!outcome.ok, name + " after a remembered topic of the same length: refused");
+    ok(outcome.error.indexOf(fragment) >= 0, name + ": error " + JSON.stringify(outcome.error) + " names " + JSON.stringify(fragment));
+    equal(outcome.seen.length, 1, name + ": only the good PUBLISH was delivered");
+  }
+});
+
 test("packet: decoder: after an error, input is ignored until reset(); reset() recovers", () => {
   for (const [name, bytes, fragment] of MALFORMED) {
     const sink = new Collector();
