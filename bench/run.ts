@@ -2,15 +2,18 @@
 // machine, then one Markdown table per section:
 //   xs          XS operations and slots per message in the real XS engine (deterministic)
 //   memory      fixed footprint, queue overhead per entry, memory across a long outage (XS)
-//   throughput  IoTLink vs MQTT.js 5 against one Mosquitto, mutual TLS and plain TCP, 20,000 x 64 B
+//   throughput  IoTLink vs MQTT.js 5 against one Mosquitto, mutual TLS and plain TCP, 20,000 x 64 B;
+//               then one profiled run per client splits its CPU (client JS, Node, native, GC)
 //   recovery    broker restart to `restored`; drain time of 100 queued messages
-//   size        minified and gzip sizes of the core and the app
+//   size        minified and gzip sizes of the core and the app; with $MODDABLE set to a built
+//               Moddable SDK, also XS bytecode sizes against Moddable's own MQTT modules
 //
 //   npm run bench -- --only xs,memory     only these sections
 //   npm run bench -- --runs 3             throughput runs per figure (default 5, interleaved; medians reported)
 //   npm run bench -- --messages 20000     messages per throughput run (default 20000)
 //   npm run bench -- --window 10          IoTLink's in-flight window, also kept by the MQTT.js driver
 //   npm run bench -- --wide-window 50     IoTLink's second, wide window (100 matches MQTT.js's unwindowed rate: BENCHMARKS.md)
+//   npm run bench -- --profile-messages N messages of the one profiled run per client (default 100000)
 //   npm run bench -- --no-slow-drain      skip the 2 Hz drain (it takes ~50 s by design)
 //   npm run bench -- --json out.json      also write every figure as JSON
 import { execFile, execFileSync } from "node:child_process";
@@ -22,8 +25,9 @@ import { ensureDevPki } from "../tools/certs.ts";
 import { loadDesktopHost } from "../tools/desktop-build.ts";
 import { ensureMosquitto, findMosquitto, startMosquitto, type RunningMosquitto } from "../tools/mosquitto.ts";
 import { runRecovery, type RecoveryResult } from "./recovery.ts";
-import { runSize, type SizeRow } from "./size.ts";
+import { type BytecodeResult, runBytecode, runSize, type SizeRow } from "./size.ts";
 import { runThroughput, type ThroughputRow } from "./throughput.ts";
+import type { CpuCategory } from "./throughput-child.ts";
 
 const SECTIONS = ["xs", "memory", "throughput", "recovery", "size"] as const;
 type Section = (typeof SECTIONS)[number];
@@ -47,13 +51,14 @@ const { values: flags } = parseArgs({
     messages: { type: "string", default: "20000" },
     window: { type: "string", default: "10" },
     "wide-window": { type: "string", default: "50" },
+    "profile-messages": { type: "string", default: "100000" },
     "no-slow-drain": { type: "boolean", default: false },
     json: { type: "string" },
     help: { type: "boolean", default: false },
   },
 });
 if (flags.help) {
-  process.stdout.write("usage: npm run bench -- [--only xs,memory,throughput,recovery,size] [--runs 5] [--messages 20000] [--window 10] [--wide-window 50] [--no-slow-drain] [--json out.json]\n");
+  process.stdout.write("usage: npm run bench -- [--only xs,memory,throughput,recovery,size] [--runs 5] [--messages 20000] [--window 10] [--wide-window 50] [--profile-messages 100000] [--no-slow-drain] [--json out.json]\n");
   process.exit(0);
 }
 const only = new Set<Section>((flags.only ?? SECTIONS.join(",")).split(",").map((name) => name.trim()) as Section[]);
@@ -62,6 +67,10 @@ const runs = Number(flags.runs);
 const messages = Number(flags.messages);
 const window = Number(flags.window);
 const wideWindow = Number(flags["wide-window"]);
+const profileMessages = Number(flags["profile-messages"]);
+for (const [name, value] of [["runs", runs], ["messages", messages], ["window", window], ["wide-window", wideWindow], ["profile-messages", profileMessages]] as const) {
+  if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} must be a whole number of at least 1, got ${String(flags[name])}`);
+}
 
 const out = (text = ""): void => void process.stdout.write(text + "\n");
 const log = (text: string): void => void process.stderr.write(text + "\n");
@@ -304,6 +313,115 @@ function printThroughput(rows: ThroughputRow[]): void {
   const tlsRun = rows.find((row) => row.transport === "TLS" && row.client.startsWith("MQTT.js"))?.runs[0];
   if (tlsRun) out(`MQTT.js negotiated ${tlsRun.cipher}; it was given the device's TLS version and cipher list, so both clients get the same suite from Mosquitto.`);
   out();
+  printCpuAttribution(rows);
+}
+
+/** The profiled run's categories `keys` together: ms per 10k messages, and the samples behind them. */
+function attributed(row: ThroughputRow, keys: readonly CpuCategory[]): { ms: number; samples: number } {
+  const profile = row.profile!;
+  const times = profile.categories.filter((time) => keys.includes(time.key));
+  return {
+    ms: (times.reduce((sum, time) => sum + time.ms, 0) / profile.messages) * 10000,
+    samples: times.reduce((sum, time) => sum + time.samples, 0),
+  };
+}
+
+const IOTLINK_CLIENT: readonly CpuCategory[] = ["core", "moddableHost"];
+const IOTLINK_WITH_SHIM: readonly CpuCategory[] = ["core", "moddableHost", "desktopShim"];
+const MQTTJS_CLIENT: readonly CpuCategory[] = ["mqttjs"];
+
+interface CpuComparison {
+  transport: "TLS" | "TCP";
+  qos: 0 | 1;
+  iotlink: string;
+  peer: string;
+  /** IoTLink core + Moddable host; MQTT.js package JS; IoTLink with the desktop simulation. */
+  iotlinkClient: { ms: number; samples: number };
+  peerClient: { ms: number; samples: number };
+  iotlinkWithShim: { ms: number; samples: number };
+}
+
+/** The client library's own JS, IoTLink against MQTT.js, from the profiled runs (the same pairs as the ratio table). */
+function cpuComparisons(rows: ThroughputRow[]): CpuComparison[] {
+  const comparisons: CpuComparison[] = [];
+  const find = (transport: string, qos: number, prefix: string): ThroughputRow | undefined =>
+    rows.find((row) => row.transport === transport && row.qos === qos && row.client.startsWith(prefix) && row.profile);
+  for (const transport of ["TLS", "TCP"] as const) {
+    for (const [qos, ourPrefix, peerPrefix] of [
+      [0, "IoTLink", "MQTT.js"],
+      [1, `IoTLink (window ${window})`, "MQTT.js (window"],
+      [1, `IoTLink (window ${window})`, "MQTT.js (no window"],
+      [1, `IoTLink (window ${wideWindow})`, "MQTT.js (no window"],
+    ] as const) {
+      const ours = find(transport, qos, ourPrefix);
+      const peer = find(transport, qos, peerPrefix);
+      if (!ours || !peer) continue;
+      comparisons.push({
+        transport,
+        qos,
+        iotlink: ours.client,
+        peer: peer.client,
+        iotlinkClient: attributed(ours, IOTLINK_CLIENT),
+        peerClient: attributed(peer, MQTTJS_CLIENT),
+        iotlinkWithShim: attributed(ours, IOTLINK_WITH_SHIM),
+      });
+    }
+  }
+  return comparisons;
+}
+
+function printCpuAttribution(rows: ThroughputRow[]): void {
+  const profiled = rows.filter((row) => row.profile);
+  if (profiled.length === 0) return;
+  out(`*CPU attribution of one profiled run per client (${fixed(profiled[0]!.profile!.messages)} messages, V8 sampling profiler, 100 µs, measured burst only), ms per 10k messages*`);
+  out();
+  const per10k = (row: ThroughputRow, ms: number): number => (ms / row.profile!.messages) * 10000;
+  const short = (label: string): string => label.replace(/, [^)]*\)/, ")");
+  const cell = (value: number): string => (value === 0 ? "-" : fixed(value, 1));
+  for (const transport of ["TLS", "TCP"] as const) {
+    const columns = profiled.filter((row) => row.transport === transport);
+    if (columns.length === 0) continue;
+    // The variant labels without their explanations, so the columns stay narrow.
+    const headers = columns.map((row) => `QoS ${row.qos} ${short(row.client)}`);
+    const categories = columns[0]!.profile!.categories;
+    const body: string[][] = categories.map(({ key, category }) => [
+      category,
+      ...columns.map((row) => cell(per10k(row, row.profile!.categories.find((time) => time.key === key)?.ms ?? 0))),
+    ]);
+    body.push(
+      ["**sampled, not idle (sum of the above)**", ...columns.map((row) => fixed(per10k(row, row.profile!.sampledMs), 1))],
+      ["process CPU of the profiled burst (all threads)", ...columns.map((row) => fixed(per10k(row, row.profile!.cpuSeconds * 1000), 1))],
+      ["wall time of the profiled burst", ...columns.map((row) => fixed(per10k(row, row.profile!.seconds * 1000), 1))],
+      ["samples, not idle (mean interval µs)", ...columns.map((row) => `${fixed(row.profile!.samples)} (${row.profile!.samples === 0 ? "-" : fixed((row.profile!.sampledMs * 1000) / row.profile!.samples)})`)],
+    );
+    table([`${transport === "TLS" ? "mutual TLS 1.2" : "plain TCP"}: self time`, ...headers], body);
+  }
+  const problems = profiled.filter((row) => row.profile!.problems.length > 0).map((row) => `${row.transport} QoS ${row.qos} ${row.client}: ${row.profile!.problems.join("; ")}`);
+  if (problems.length > 0) out("Profiled runs with problems: " + problems.join("; ") + ".");
+  out(
+    "Self time of the main thread's samples (each stands for the time to the next sample). Native functions are C++ called from JS: " +
+      "for TLS, writeBuffer/writev encrypt and write, readBuffer (IoTLink's TLS over a JS stream) decrypts; \"(program)\" is native work " +
+      "started by the event loop with no JS on the stack (MQTT.js's TLS decrypts there). Process CPU also counts other threads " +
+      "(the profiler's sampling thread, GC helpers); the profiler slows the run, so these runs are not in the table above. " +
+      "One run each: a figure backed by a few dozen samples is rough (identical runs differ by ±30 % or so).",
+  );
+  out();
+  const withSamples = (time: { ms: number; samples: number }): string => `${fixed(time.ms, 1)} (${time.samples})`;
+  out("*Client library JS, ms per 10k messages (samples behind each figure)*");
+  out();
+  table(
+    ["transport", "QoS", "pair", "IoTLink core + Moddable host", "MQTT.js package JS", "IoTLink / MQTT.js", "IoTLink incl. desktop simulation (hosts/desktop/)", "IoTLink incl. simulation / MQTT.js"],
+    cpuComparisons(rows).map((comparison) => [
+      comparison.transport === "TLS" ? "mutual TLS 1.2" : "plain TCP",
+      String(comparison.qos),
+      `${short(comparison.iotlink)} vs ${short(comparison.peer)}`,
+      withSamples(comparison.iotlinkClient),
+      withSamples(comparison.peerClient),
+      ratio(comparison.iotlinkClient.ms, comparison.peerClient.ms),
+      withSamples(comparison.iotlinkWithShim),
+      ratio(comparison.iotlinkWithShim.ms, comparison.peerClient.ms),
+    ]),
+  );
 }
 
 // ------------------------------------------------------------------ recovery and size
@@ -345,7 +463,24 @@ function printSize(rows: SizeRow[]): void {
   );
   const core = rows[0]!;
   out("Core, minified bytes by source file: " + Object.entries(core.inputs).sort((a, b) => b[1] - a[1]).map(([file, bytes]) => `${file} ${fixed(bytes)}`).join(", ") + ".");
-  out("On the device Moddable compiles the TypeScript output to XS bytecode (mcconfig/xsc); minified JS is a proxy for that size.");
+  out("On the device Moddable compiles the TypeScript output to XS bytecode (mcconfig/xsc); minified JS is a proxy for that size, and the next table measures the bytecode itself.");
+  out();
+}
+
+function printBytecode(result: BytecodeResult): void {
+  out("### 5b. XS bytecode size (the SDK's tsc + xsc per module, as mcconfig builds for the device)");
+  out();
+  if ("skipped" in result) {
+    out(`Not measured: ${result.skipped}.`);
+    out();
+    return;
+  }
+  const peer = result.rows.find((row) => row.what.startsWith("Moddable: ECMA-419"))!;
+  table(
+    ["modules", ".xsb bytes", "vs Moddable's ECMA-419 client + mqtt/js", "minified JS, module by module", "bytecode per module"],
+    result.rows.map((row) => [row.what, fixed(row.bytes), ratio(row.bytes, peer.bytes), fixed(row.minifiedBytes), row.modules.map((module) => `${module.file} ${fixed(module.bytes)}`).join(", ")]),
+  );
+  out(`xsc: ${result.xsc}. Moddable's modules are compiled from ${result.sdk}; this project's through TypeScript (const enums inlined), then xsc -e without -d.`);
   out();
 }
 
@@ -387,8 +522,9 @@ async function main(): Promise<void> {
         log("bench: throughput");
         const plainBroker = await startMosquitto({ logTypes: ["error"], extraConfig: ["sys_interval 1"] });
         brokers.push(plainBroker);
-        const rows = await runThroughput({ tlsBroker, plainBroker, pki: work, hostBundle, messages, runs, window, wideWindow, warmup: 2000, log });
+        const rows = await runThroughput({ tlsBroker, plainBroker, pki: work, hostBundle, messages, runs, window, wideWindow, profileMessages, warmup: 2000, log });
         results.throughput = rows;
+        results.throughputCpuComparison = cpuComparisons(rows);
         printThroughput(rows);
       }
       if (only.has("recovery")) {
@@ -408,6 +544,9 @@ async function main(): Promise<void> {
     const size = await runSize();
     results.size = size;
     printSize(size);
+    const bytecode = await runBytecode(size);
+    results.bytecode = bytecode;
+    printBytecode(bytecode);
   }
 
   const seconds = (performance.now() - started) / 1000;

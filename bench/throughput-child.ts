@@ -17,7 +17,13 @@
 // synchronous loop without callbacks (MQTT.js buffers in its stream).
 // Both end a QoS 0 run with one QoS 1 publish and wait for its PUBACK: the broker handles a
 // connection's packets in order, so that PUBACK means every QoS 0 message before it was received.
+//
+// With `profile`, V8's sampling profiler runs in-process over the measured burst only, and the
+// result splits its self time into categories (CPU_CATEGORIES); the profiler slows the run, so
+// bench/throughput.ts keeps such a run out of its medians.
 import { readFileSync } from "node:fs";
+import type { Profiler } from "node:inspector";
+import type { Session } from "node:inspector/promises";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { DesktopHost } from "../tools/desktop-build.ts";
@@ -35,6 +41,17 @@ export interface RunSpec {
   window: number;
   hostBundle: string;
   clientId: string;
+  /** Sample the measured burst with V8's profiler and attribute its CPU time (RunResult.profile). */
+  profile?: boolean;
+}
+
+export interface CpuCategoryTime {
+  /** Stable name, for code (bench/run.ts) that picks categories; `category` is the label to print. */
+  key: CpuCategory;
+  category: string;
+  ms: number;
+  /** Samples behind `ms`: a few dozen or fewer make it a rough figure. */
+  samples: number;
 }
 
 export interface RunResult {
@@ -51,6 +68,11 @@ export interface RunResult {
   cipher: string;
   /** Connections lost during the warm-up and the run. */
   connectionsLost: number;
+  /** Profiled runs only: self time of the measured burst by category, every category of CPU_CATEGORIES in order. */
+  profile?: CpuCategoryTime[];
+  /** Profiled runs only: the sampled time that was not idle (the sum of `profile`), and the number of such samples. */
+  profileSampledMs?: number;
+  profileSamples?: number;
 }
 
 export const TOPIC = "bench/t";
@@ -239,15 +261,105 @@ async function mqttjsDriver(spec: RunSpec): Promise<Driver> {
   };
 }
 
+const CPU_CATEGORIES = {
+  core: "IoTLink core (modules/)",
+  moddableHost: "IoTLink Moddable host (hosts/moddable/)",
+  desktopShim: "Moddable simulation on Node (hosts/desktop/)",
+  mqttjs: "MQTT.js and its dependencies (node_modules/)",
+  driver: "benchmark driver (bench/throughput-child.ts)",
+  nodeJs: "Node.js built-in JS (node:*)",
+  native: "native functions called from JS (TLS encryption, socket writes...)",
+  gc: "garbage collector",
+  program: "V8 (program): native work with no JS on the stack",
+  other: "other",
+} as const;
+export type CpuCategory = keyof typeof CPU_CATEGORIES;
+
+/**
+ * The category of each line of the host bundle (0-based, as the profile's line numbers): esbuild
+ * starts each source file's section with a `// path/to/file.ts` comment line.
+ */
+function bundleLineCategories(bundle: string): CpuCategory[] {
+  let current: CpuCategory = "other"; // esbuild's helpers before the first file
+  return readFileSync(bundle, "utf8").split("\n").map((line) => {
+    const marker = /^\/\/ (\S+\.[cm]?[jt]sx?)$/.exec(line);
+    if (marker) {
+      const path = marker[1]!;
+      current = path.includes("node_modules/") ? "other"
+        : /(^|\/)modules\//.test(path) ? "core"
+        : /(^|\/)hosts\/moddable\//.test(path) ? "moddableHost"
+        : /(^|\/)hosts\/desktop\//.test(path) ? "desktopShim"
+        : "other";
+    }
+    return current;
+  });
+}
+
+function categorize(profile: Profiler.Profile, hostBundle: string): Pick<RunResult, "profile" | "profileSampledMs" | "profileSamples"> {
+  const bundleUrl = pathToFileURL(hostBundle).href;
+  const bundleLines = bundleLineCategories(hostBundle);
+  const categoryOf = (frame: Profiler.ProfileNode["callFrame"]): CpuCategory | "idle" => {
+    const { url, functionName } = frame;
+    if (url === "") {
+      if (functionName === "(idle)") return "idle";
+      if (functionName === "(garbage collector)") return "gc";
+      if (functionName === "(program)") return "program";
+      if (functionName === "(root)") return "other";
+      return "native";
+    }
+    if (url === bundleUrl) return bundleLines[frame.lineNumber] ?? "other";
+    if (url.startsWith("node:")) return "nodeJs";
+    if (url.endsWith("/bench/throughput-child.ts")) return "driver";
+    // tsx and esbuild are this benchmark's loader, not MQTT.js's dependencies.
+    if (url.includes("/node_modules/") && !/\/node_modules\/(tsx|esbuild|@esbuild)\//.test(url)) return "mqttjs";
+    return "other";
+  };
+  const nodeCategory = new Map(profile.nodes.map((node) => [node.id, categoryOf(node.callFrame)]));
+  const micros = new Map<CpuCategory, number>();
+  const counts = new Map<CpuCategory, number>();
+  const ids = profile.samples ?? [];
+  const deltas = profile.timeDeltas ?? [];
+  // Each sample stands for the time until the next one, as DevTools counts: the gap before the
+  // first sample (tens of ms) is the profiler starting, not the burst.
+  let sampledAt = profile.startTime + (deltas[0] ?? 0);
+  for (let index = 0; index < ids.length; index++) {
+    const nextAt = index + 1 < ids.length ? sampledAt + deltas[index + 1]! : profile.endTime;
+    const category = nodeCategory.get(ids[index]!) ?? "other";
+    if (category !== "idle") {
+      micros.set(category, (micros.get(category) ?? 0) + Math.max(0, nextAt - sampledAt));
+      counts.set(category, (counts.get(category) ?? 0) + 1);
+    }
+    sampledAt = nextAt;
+  }
+  const times = (Object.keys(CPU_CATEGORIES) as CpuCategory[]).map((key) => ({ key, category: CPU_CATEGORIES[key], ms: (micros.get(key) ?? 0) / 1000, samples: counts.get(key) ?? 0 }));
+  return {
+    profile: times,
+    profileSampledMs: times.reduce((sum, time) => sum + time.ms, 0),
+    profileSamples: times.reduce((sum, time) => sum + time.samples, 0),
+  };
+}
+
 async function main(): Promise<void> {
   const spec = JSON.parse(process.argv[2] ?? "{}") as RunSpec;
   const driver = spec.client === "iotlink" ? await iotlinkDriver(spec) : await mqttjsDriver(spec);
   if (spec.warmup > 0) await driver.burst(spec.warmup);
+  let session: Session | undefined;
+  if (spec.profile) {
+    // Loaded only here, so the measured runs stay as they were.
+    const { Session } = await import("node:inspector/promises");
+    session = new Session();
+    session.connect();
+    await session.post("Profiler.enable");
+    await session.post("Profiler.setSamplingInterval", { interval: 100 }); // µs
+    await session.post("Profiler.start");
+  }
   const cpuBefore = process.cpuUsage();
   const started = performance.now();
   const acknowledged = await driver.burst(spec.messages);
   const seconds = (performance.now() - started) / 1000;
   const cpu = process.cpuUsage(cpuBefore);
+  const profile = session ? (await session.post("Profiler.stop")).profile : undefined;
+  session?.disconnect();
   const cipher = driver.cipher();
   await driver.close();
   const result: RunResult = {
@@ -262,6 +374,7 @@ async function main(): Promise<void> {
     maxRssKb: process.resourceUsage().maxRSS,
     cipher,
     connectionsLost: offlineCount,
+    ...(profile ? categorize(profile, spec.hostBundle) : {}),
   };
   process.stdout.write(JSON.stringify(result) + "\n");
   // Sockets and timers of either client must not keep a finished run alive.

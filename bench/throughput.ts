@@ -1,14 +1,15 @@
 // Section 3 of `npm run bench`: IoTLink (desktop host) against MQTT.js 5, same Mosquitto, mutual
 // TLS and plain TCP on loopback. Each run is a child process (bench/throughput-child.ts); the broker
 // counts what it received ($SYS/broker/publish/messages/received, sys_interval 1), and each run is
-// checked against what its client says it sent.
+// checked against what its client says it sent. After the measured runs of a transport, one more
+// run per client with V8's sampling profiler attributes the CPU of its burst (ThroughputRow.profile).
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { readFileSync } from "node:fs";
 import mqtt from "mqtt";
 import type { RunningMosquitto } from "../tools/mosquitto.ts";
-import type { RunResult, RunSpec } from "./throughput-child.ts";
+import type { CpuCategoryTime, RunResult, RunSpec } from "./throughput-child.ts";
 
 const run = promisify(execFile);
 const CHILD = join(import.meta.dirname, "throughput-child.ts");
@@ -24,6 +25,8 @@ export interface ThroughputOptions {
   /** IoTLink's second, wide window (QoS 1), against MQTT.js's unbounded default. */
   wideWindow: number;
   warmup: number;
+  /** Messages of the one profiled run per variant: more than a measured run, for enough samples. */
+  profileMessages: number;
   log: (line: string) => void;
 }
 
@@ -34,6 +37,22 @@ export interface ThroughputRow {
   runs: RunResult[];
   median: { messagesPerSecond: number; cpuSeconds: number; cpuPer10k: number; maxRssKb: number };
   verified: string;
+  /** The extra profiled run; its own rate and CPU are slowed by the profiler, so never in `median`. */
+  profile?: CpuAttribution;
+}
+
+export interface CpuAttribution {
+  messages: number;
+  /** Sampled self time of the measured burst per category, ms (idle excluded). */
+  categories: CpuCategoryTime[];
+  sampledMs: number;
+  samples: number;
+  /** Of the profiled run itself: wall time and whole-process CPU of the burst. */
+  seconds: number;
+  cpuSeconds: number;
+  messagesPerSecond: number;
+  /** What the broker's count or the client found wrong with the profiled run; empty if nothing. */
+  problems: string[];
 }
 
 /** The broker's running count of PUBLISH packets received, from $SYS. */
@@ -91,6 +110,20 @@ function median(values: number[]): number {
   return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
+function attribution(run: RunResult | undefined, messages: number, problems: string[]): CpuAttribution | undefined {
+  if (!run?.profile) return undefined;
+  return {
+    messages,
+    categories: run.profile,
+    sampledMs: run.profileSampledMs ?? 0,
+    samples: run.profileSamples ?? 0,
+    seconds: run.seconds,
+    cpuSeconds: run.cpuSeconds,
+    messagesPerSecond: run.messagesPerSecond,
+    problems,
+  };
+}
+
 async function runChild(spec: RunSpec): Promise<RunResult> {
   const { stdout } = await run(process.execPath, ["--import", "tsx", CHILD, JSON.stringify(spec)], { timeout: 120_000, maxBuffer: 1 << 20 });
   const line = stdout.trim().split("\n").at(-1) ?? "";
@@ -115,36 +148,50 @@ export async function runThroughput(options: ThroughputOptions): Promise<Through
     options.log(`  ${transport}: broker on port ${broker.port}`);
     const results: RunResult[][] = variants.map(() => []);
     const problems: string[][] = variants.map(() => []);
+    const profiled: (RunResult | undefined)[] = [];
+    const profileProblems: string[][] = variants.map(() => []);
+    /** One child run of variants[which], checked against the broker's count; `name` labels it in logs and problems. */
+    const measure = async (which: number, name: string, profile: boolean, problemsOf: string[], messages: number): Promise<RunResult> => {
+      const variant = variants[which]!;
+      const before = counter.value;
+      const result = await runChild({
+        client: variant.client,
+        mode: variant.mode,
+        tls: transport === "TLS",
+        port: broker.port,
+        pki: options.pki,
+        qos: variant.qos,
+        messages,
+        warmup: options.warmup,
+        window: variant.window ?? options.window,
+        hostBundle: options.hostBundle,
+        clientId: `bench-${variant.client}-${process.pid}-${which}-${name.replace(/ /g, "")}`,
+        profile,
+      });
+      const reached = await counter.reach(before + result.publishPacketsSent);
+      const received = reached - before;
+      if (received !== result.publishPacketsSent) problemsOf.push(`${name}: broker counted ${received} PUBLISH, client sent ${result.publishPacketsSent}`);
+      if (result.connectionsLost > 0) problemsOf.push(`${name}: connection lost ${result.connectionsLost} time(s), messages re-sent`);
+      if (result.acknowledged !== messages) problemsOf.push(`${name}: ${result.acknowledged} acknowledged of ${messages}`);
+      options.log(
+        `  ${transport} QoS ${variant.qos} ${variant.label} ${name}: ${Math.round(result.messagesPerSecond)} msg/s, ` +
+          `${result.cpuSeconds.toFixed(3)} s CPU, broker counted ${received}/${result.publishPacketsSent}` +
+          (profile ? `, ${result.profileSamples} samples, ${result.profileSampledMs?.toFixed(0)} ms sampled` : ""),
+      );
+      return result;
+    };
     try {
       // Interleaved (run 1 of every variant, then run 2...), so a change in the machine's load
       // during the section falls on every client alike.
       for (let index = 0; index < options.runs; index++) {
-        for (const [which, variant] of variants.entries()) {
-          const before = counter.value;
-          const result = await runChild({
-            client: variant.client,
-            mode: variant.mode,
-            tls: transport === "TLS",
-            port: broker.port,
-            pki: options.pki,
-            qos: variant.qos,
-            messages: options.messages,
-            warmup: options.warmup,
-            window: variant.window ?? options.window,
-            hostBundle: options.hostBundle,
-            clientId: `bench-${variant.client}-${process.pid}-${which}-${index}`,
-          });
-          const reached = await counter.reach(before + result.publishPacketsSent);
-          const received = reached - before;
-          if (received !== result.publishPacketsSent) problems[which]!.push(`run ${index + 1}: broker counted ${received} PUBLISH, client sent ${result.publishPacketsSent}`);
-          if (result.connectionsLost > 0) problems[which]!.push(`run ${index + 1}: connection lost ${result.connectionsLost} time(s), messages re-sent`);
-          if (result.acknowledged !== options.messages) problems[which]!.push(`run ${index + 1}: ${result.acknowledged} acknowledged of ${options.messages}`);
-          results[which]!.push(result);
-          options.log(
-            `  ${transport} QoS ${variant.qos} ${variant.label} run ${index + 1}: ${Math.round(result.messagesPerSecond)} msg/s, ` +
-              `${result.cpuSeconds.toFixed(3)} s CPU, broker counted ${received}/${result.publishPacketsSent}`,
-          );
-        }
+        for (const which of variants.keys()) results[which]!.push(await measure(which, `run ${index + 1}`, false, problems[which]!, options.messages));
+      }
+      for (const which of variants.keys()) {
+        // The attribution is extra: a failed profiled run must not cost the measured figures.
+        profiled[which] = await measure(which, "profiled run", true, profileProblems[which]!, options.profileMessages).catch((error: Error) => {
+          options.log(`  ${transport} ${variants[which]!.label} profiled run failed: ${error.message}`);
+          return undefined;
+        });
       }
     } finally {
       await counter.close();
@@ -163,6 +210,7 @@ export async function runThroughput(options: ThroughputOptions): Promise<Through
           maxRssKb: median(runsOf.map((result) => result.maxRssKb)),
         },
         verified: problems[which]!.length === 0 ? `all ${options.messages} x ${runsOf.length} counted by the broker` : problems[which]!.join("; "),
+        profile: attribution(profiled[which], options.profileMessages, profileProblems[which]!),
       });
     }
   }
