@@ -7,11 +7,10 @@
 // IoTLink (the core over hosts/moddable over hosts/desktop, from the bundle loadDesktopHost made):
 // - QoS 1: publish while the in-flight window has room (until publish() says Queued), continue from
 //   the ack callback.
-// - QoS 0: when the transport is full, publish() returns Queued and the message waits in the offline
-//   queue until the socket drains, but the client has no event that says the queue emptied. So the
-//   driver publishes while the transport's fixed transmit buffer can take one more packet, and
-//   resumes when the socket reports writable: it reads two private fields of SocketTransport for
-//   that (pendingBytes and its buffer size) and wraps its flush().
+// - QoS 0: publish in a loop. When the transport is full, publish() returns Queued (back-pressure):
+//   the message waits in the offline queue and leaves as soon as the socket drains. The driver then
+//   checks queuedCount on each event-loop turn and goes on once the queue is empty, so the bounded
+//   queue never drops. Only the public API is used.
 // MQTT.js 5: QoS 1 "windowed" keeps the same number unacknowledged as IoTLink's window; "natural"
 // publishes everything at once (MQTT.js's own default, no window). QoS 0 is always published in one
 // synchronous loop without callbacks (MQTT.js buffers in its stream).
@@ -112,21 +111,6 @@ async function iotlinkDriver(spec: RunSpec): Promise<Driver> {
   let lost = "";
   const payload = new Uint8Array(64).fill(0x41);
 
-  // QoS 0 flow control (see the header): the transport's fixed buffer and its flush.
-  const internals = transport as unknown as { pendingBytes: number; pending: Uint8Array; flush(): void };
-  const packetBytes = 2 + 2 + TOPIC.length + 64;
-  let wake: (() => void) | undefined;
-  const flush = internals.flush.bind(transport);
-  internals.flush = () => {
-    flush();
-    if (wake && internals.pendingBytes + packetBytes <= internals.pending.length) {
-      const resume = wake;
-      wake = undefined;
-      resume();
-    }
-  };
-  const room = (): Promise<void> => new Promise((resume) => (wake = resume));
-
   await new Promise<void>((done, fail) => {
     client.on("restored", () => done());
     client.on("offline", (reason) => fail(new Error("offline before the run: " + reason)));
@@ -151,17 +135,16 @@ async function iotlinkDriver(spec: RunSpec): Promise<Driver> {
     },
     async burst(count) {
       if (spec.qos === 0) {
-        let published = 0;
-        while (published < count) {
-          while (published < count && internals.pendingBytes + packetBytes <= internals.pending.length) {
-            if (client.publish(TOPIC, payload, 0) !== host.Accepted.Sent) throw new Error("QoS 0 publish not sent: " + lost);
-            published++;
-          }
-          if (published < count) await room();
+        for (let published = 0; published < count; ) {
+          const accepted = client.publish(TOPIC, payload, 0);
+          if (accepted === host.Accepted.Dropped) throw new Error("QoS 0 publish dropped: " + lost);
+          published++;
+          // Queued: the transport had no room, so the message waits in the offline queue and leaves, in
+          // order, as soon as the socket drains. Publish more once it has left, so nothing is dropped.
+          if (accepted === host.Accepted.Queued) while (client.queuedCount > 0) await new Promise((resume) => setImmediate(resume));
         }
         packets += count + 1;
         // The barrier: one QoS 1 message; its PUBACK follows every QoS 0 message before it.
-        while (internals.pendingBytes + packetBytes + 2 > internals.pending.length) await room();
         return new Promise<number>((done, fail) => {
           client.publish(TOPIC, payload, 1, false, (status) => (status === host.AckStatus.Acknowledged ? done(count) : fail(new Error("barrier status " + status))));
         });
