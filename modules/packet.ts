@@ -474,15 +474,17 @@ export class PacketDecoder {
       this.rememberedTopic.set(this.body.subarray(this.topicStart, this.topicEnd));
       this.rememberedTopicLength = length;
       this.rememberedTopicText = text;
+      this.topicIsRemembered = true; // a second call for this packet returns it too
     }
     return text;
   }
 
-  /** Whether the topic at body[2 ..] has the bytes of the remembered topic (which passed validation). */
+  /** Whether the current topic has the bytes of the remembered topic (which passed validation). */
   private isRememberedTopic(body: Uint8Array, length: number): boolean {
     if (length !== this.rememberedTopicLength) return false;
     const remembered = this.rememberedTopic;
-    for (let i = 0; i < length; i++) if (body[2 + i] !== remembered[i]) return false;
+    const start = this.topicStart;
+    for (let i = 0; i < length; i++) if (body[start + i] !== remembered[i]) return false;
     return true;
   }
 }
