@@ -136,9 +136,16 @@ export async function runBytecode(sizeRows: SizeRow[]): Promise<BytecodeResult> 
   try {
     // The modules each bundle of section 5 pulls in (Moddable's own modules are external there).
     const sources = (row: SizeRow): string[] => Object.keys(row.inputs).map((input) => join(root, input));
+    const bundle = (entry: string): SizeRow => {
+      const row = sizeRows.find((candidate) => candidate.entry === entry);
+      if (!row) throw new Error(`section 5 measured no bundle from ${entry}`);
+      return row;
+    };
+    const core = bundle("modules/client.ts");
+    const app = bundle("main.ts");
     const rows = [
-      await compileModules(xsc, sizeRows[0]!.what, sources(sizeRows[0]!), join(work, "core")),
-      await compileModules(xsc, sizeRows[2]!.what, sources(sizeRows[2]!), join(work, "app")),
+      await compileModules(xsc, core.what, sources(core), join(work, "core")),
+      await compileModules(xsc, app.what, sources(app), join(work, "app")),
       await compileModules(xsc, "Moddable: ECMA-419 MQTT client + mqtt/js wrapper", [join(sdk, MODDABLE_MQTT_FILES.client), join(sdk, MODDABLE_MQTT_FILES.wrapper)], join(work, "moddable")),
       await compileModules(xsc, "Moddable: legacy QoS 0 mqtt module", [join(sdk, MODDABLE_MQTT_FILES.legacy)], join(work, "legacy")),
     ];
