@@ -3,39 +3,22 @@
 // connection: everything arrives once and in order, and the looped-back QoS 1 messages are
 // acknowledged through the control reserve while data waits.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
-import { startBroker, type RunningBroker } from "../../tools/broker.ts";
+import { test } from "node:test";
 import { loadDesktopHost } from "../../tools/desktop-build.ts";
 import type { Transport, TransportSink } from "../../modules/types.ts";
-import { createFixtures, removeFixtures, type Fixtures } from "./fixtures.ts";
+import { useBrokerSetup } from "./fixtures.ts";
 
-let fixtures: Fixtures;
-let broker: RunningBroker;
-let work: string;
-
-before(async () => {
-  fixtures = createFixtures();
-  broker = await startBroker({ certificateDirectory: fixtures.pki });
-  work = mkdtempSync(join(tmpdir(), "iotlink-backpressure-test-"));
-});
-
-after(async () => {
-  await broker.stop();
-  removeFixtures(fixtures);
-  rmSync(work, { recursive: true, force: true });
-});
+const setup = useBrokerSetup();
 
 function payload(prefix: string, i: number): string {
   return (prefix + String(i).padStart(6, "0")).padEnd(64, ".");
 }
 
 test("a full Moddable transport is not a lost link: a QoS 1 window of 300 and a QoS 0 burst arrive once, in order, with no reconnect", { timeout: 60_000 }, async (t) => {
-  const host = await loadDesktopHost(join(work, "host.mjs"));
-  host.setResourceDirectory(fixtures.pki);
-  const inner = host.moddablePlatform.createTransport({ host: "localhost", port: broker.port, caResource: "ca.der", certificateResource: "device-cert.der", keyResource: "device-key.der" });
+  const host = await loadDesktopHost(join(setup.work, "host.mjs"));
+  host.setResourceDirectory(setup.fixtures.pki);
+  const inner = host.moddablePlatform.createTransport({ host: "localhost", port: setup.broker.port, caResource: "ca.der", certificateResource: "device-cert.der", keyResource: "device-key.der" });
   let refused = 0;
   const transport: Transport = {
     open: (sink: TransportSink) => inner.open(sink),
@@ -92,7 +75,7 @@ test("a full Moddable transport is not a lost link: a QoS 1 window of 300 and a 
   assert.deepEqual(problems, []);
   assert.equal(client.stats.connects, 1);
   assert.equal(client.stats.resent, 0);
-  const atBroker = broker.messages.filter((message) => message.clientId === "backpressure");
+  const atBroker = setup.broker.messages.filter((message) => message.clientId === "backpressure");
   const wanted = [...Array.from({ length: total }, (_, i) => payload("a", i)), ...Array.from({ length: 1000 }, (_, i) => payload("b", i))];
   assert.deepEqual(atBroker.map((message) => message.payload.toString()), wanted, "the broker got every message once, in order");
   assert.ok(atBroker.every((message) => !message.dup));

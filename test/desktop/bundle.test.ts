@@ -3,15 +3,13 @@
 // against the embedded broker, and its serial-console output checked.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { desktopAliases } from "../../tools/desktop-aliases.ts";
-import { startBroker, type RunningBroker } from "../../tools/broker.ts";
 import { buildDesktopApp, bundleForDesktop, loadDesktopHost } from "../../tools/desktop-build.ts";
-import { createFixtures, removeFixtures, type Fixtures } from "./fixtures.ts";
+import { useBrokerSetup } from "./fixtures.ts";
 
 const run = promisify(execFile);
 
@@ -59,34 +57,20 @@ mergeConfig(configOverridesFromEnvironment());
 freezeConfig();
 `;
 
-let fixtures: Fixtures;
-let broker: RunningBroker;
-let work: string;
-
-before(async () => {
-  fixtures = createFixtures();
-  broker = await startBroker({ certificateDirectory: fixtures.pki });
-  work = mkdtempSync(join(tmpdir(), "iotlink-bundle-test-"));
-});
-
-after(async () => {
-  await broker.stop();
-  removeFixtures(fixtures);
-  rmSync(work, { recursive: true, force: true });
-});
+const setup = useBrokerSetup();
 
 test("a Moddable-style app bundled with the desktop aliases connects with mutual TLS and exits by itself", { timeout: 30_000 }, async () => {
-  writeFileSync(join(work, "app.js"), DEVICE_APP);
-  writeFileSync(join(work, "config-setup.js"), CONFIG_SETUP);
-  const outfile = join(work, "app.bundle.mjs");
-  writeFileSync(join(work, "entry.js"), 'import "./config-setup.js";\nimport "./app.js";\n');
-  await bundleForDesktop(join(work, "entry.js"), outfile);
+  writeFileSync(join(setup.work, "app.js"), DEVICE_APP);
+  writeFileSync(join(setup.work, "config-setup.js"), CONFIG_SETUP);
+  const outfile = join(setup.work, "app.bundle.mjs");
+  writeFileSync(join(setup.work, "entry.js"), 'import "./config-setup.js";\nimport "./app.js";\n');
+  await bundleForDesktop(join(setup.work, "entry.js"), outfile);
   const { stdout } = await run(process.execPath, [outfile], {
-    env: { ...process.env, IOTLINK_RESOURCES: fixtures.pki, IOTLINK_CONFIG_endpoint: "localhost", IOTLINK_CONFIG_port: String(broker.port) },
+    env: { ...process.env, IOTLINK_RESOURCES: setup.fixtures.pki, IOTLINK_CONFIG_endpoint: "localhost", IOTLINK_CONFIG_port: String(setup.broker.port) },
     timeout: 20_000,
   });
   assert.equal(stdout, "opening localhost:string DHE_RSA false frozen true\nconnected\nconnack 32,2,0,0\ndone true\n");
-  assert.equal(broker.connections.at(-1)?.alpnProtocol, "x-amzn-mqtt-ca");
+  assert.equal(setup.broker.connections.at(-1)?.alpnProtocol, "x-amzn-mqtt-ca");
 });
 
 test("tsconfig.node.json type-checks hosts/moddable against exactly the modules esbuild bundles", () => {
@@ -97,11 +81,11 @@ test("tsconfig.node.json type-checks hosts/moddable against exactly the modules 
 });
 
 test("loadDesktopHost gives the core over the Moddable host in this process: a QoS 1 round trip with mutual TLS", { timeout: 30_000 }, async () => {
-  const host = await loadDesktopHost(join(work, "host.mjs"));
-  host.setResourceDirectory(fixtures.pki);
+  const host = await loadDesktopHost(join(setup.work, "host.mjs"));
+  host.setResourceDirectory(setup.fixtures.pki);
   const client = new host.MqttClient({
     clientId: "host-in-process",
-    transport: host.moddablePlatform.createTransport({ host: "localhost", port: broker.port, caResource: "ca.der", certificateResource: "device-cert.der", keyResource: "device-key.der" }),
+    transport: host.moddablePlatform.createTransport({ host: "localhost", port: setup.broker.port, caResource: "ca.der", certificateResource: "device-cert.der", keyResource: "device-key.der" }),
     clock: host.moddablePlatform.createClock(),
   });
   const received: string[] = [];
@@ -121,7 +105,7 @@ test("loadDesktopHost gives the core over the Moddable host in this process: a Q
 });
 
 test("the Moddable transport refuses a bad endpoint when it is made, naming the problem", { timeout: 30_000 }, async () => {
-  const host = await loadDesktopHost(join(work, "host-endpoints.mjs"));
+  const host = await loadDesktopHost(join(setup.work, "host-endpoints.mjs"));
   const tls = { host: "localhost", port: 8883, caResource: "ca.der", certificateResource: "device-cert.der", keyResource: "device-key.der" };
   const refusals: [Record<string, unknown>, RegExp][] = [
     [{ ...tls, host: "" }, /host must be a non-empty string/],
@@ -151,9 +135,9 @@ test("the Moddable transport refuses a bad endpoint when it is made, naming the 
 });
 
 test("two clients on one Moddable platform keep their own timers: both stay up through keep-alive", { timeout: 30_000 }, async () => {
-  const host = await loadDesktopHost(join(work, "host-two.mjs"));
-  host.setResourceDirectory(fixtures.pki);
-  const endpoint = { host: "localhost", port: broker.port, caResource: "ca.der", certificateResource: "device-cert.der", keyResource: "device-key.der" };
+  const host = await loadDesktopHost(join(setup.work, "host-two.mjs"));
+  host.setResourceDirectory(setup.fixtures.pki);
+  const endpoint = { host: "localhost", port: setup.broker.port, caResource: "ca.der", certificateResource: "device-cert.der", keyResource: "device-key.der" };
   const offline: string[] = [];
   const clients = ["first", "second"].map((clientId) => {
     const client = new host.MqttClient({ clientId, keepAliveSeconds: 1, transport: host.moddablePlatform.createTransport(endpoint), clock: host.moddablePlatform.createClock() });
@@ -170,7 +154,7 @@ test("two clients on one Moddable platform keep their own timers: both stay up t
 });
 
 test("the device app refuses a mistyped setting at start, naming it, before it connects anywhere", { timeout: 30_000 }, async () => {
-  const app = await buildDesktopApp(join(work, "app-settings.mjs"));
+  const app = await buildDesktopApp(join(setup.work, "app-settings.mjs"));
   const refusals: [Record<string, string>, RegExp][] = [
     [{ IOTLINK_CONFIG_dropPolicy: "newst" }, /config dropPolicy must be one of oldest, newest, got newst/],
     [{ IOTLINK_CONFIG_port: "88x3" }, /config port must be a whole number from 1 to 65535, got 88x3/],
@@ -178,11 +162,11 @@ test("the device app refuses a mistyped setting at start, naming it, before it c
   ];
   for (const [settings, problem] of refusals) {
     const failed = await run(process.execPath, [app], {
-      env: { ...process.env, IOTLINK_RESOURCES: fixtures.pki, IOTLINK_CONFIG_endpoint: "localhost", IOTLINK_CONFIG_port: String(broker.port), ...settings },
+      env: { ...process.env, IOTLINK_RESOURCES: setup.fixtures.pki, IOTLINK_CONFIG_endpoint: "localhost", IOTLINK_CONFIG_port: String(setup.broker.port), ...settings },
       timeout: 20_000,
     }).then(() => undefined, (error: { code?: number; stderr?: string }) => error);
     assert.ok(failed && failed.code !== 0, JSON.stringify(settings) + ": the app must not start");
     assert.match(failed.stderr ?? "", problem);
   }
-  assert.equal(broker.connectedClientIds().length, 0, "nothing connected");
+  assert.equal(setup.broker.connectedClientIds().length, 0, "nothing connected");
 });

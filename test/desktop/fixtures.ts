@@ -4,6 +4,8 @@
 import { mkdtempSync, readFileSync, rmSync, mkdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { after, before } from "node:test";
+import { startBroker, type RunningBroker } from "../../tools/broker.ts";
 import { DEV_PKI_FILES, ensureDevPki, issueCertificate, pemCertificateToDer, pemKeyToPkcs1Der, pemKeyToPkcs8Der, runOpenssl, type Issuer } from "../../tools/certs.ts";
 
 export interface Fixtures {
@@ -98,6 +100,33 @@ export function createFixtures(): Fixtures {
 
 export function removeFixtures(fixtures: Fixtures): void {
   rmSync(fixtures.root, { recursive: true, force: true });
+}
+
+export interface BrokerSetup {
+  readonly fixtures: Fixtures;
+  /** The embedded mutual-TLS broker on the development PKI. */
+  readonly broker: RunningBroker;
+  /** A scratch directory for bundles and files of the test file (inside the fixtures' root). */
+  readonly work: string;
+}
+
+/**
+ * Fixtures, an embedded broker on them and a scratch directory, made before the test file's tests
+ * and removed after them. Read the fields inside tests: they are set once `before` has run.
+ */
+export function useBrokerSetup(): BrokerSetup {
+  const setup = {} as { fixtures: Fixtures; broker: RunningBroker; work: string };
+  before(async () => {
+    setup.fixtures = createFixtures();
+    setup.broker = await startBroker({ certificateDirectory: setup.fixtures.pki });
+    setup.work = join(setup.fixtures.root, "scratch");
+    mkdirSync(setup.work);
+  });
+  after(async () => {
+    await setup.broker?.stop();
+    if (setup.fixtures) removeFixtures(setup.fixtures);
+  });
+  return setup;
 }
 
 /** An ArrayBuffer copy, the form device code hands to SecureSocket. */
