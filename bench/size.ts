@@ -77,13 +77,23 @@ function findXsc(sdk: string): string | undefined {
   return ["release", "debug"].map((kind) => join(sdk, "build", "bin", host, kind, "xsc")).find((path) => existsSync(path));
 }
 
+/** The compiler options the app's manifest gives mcconfig's tsc step (emit settings such as useDefineForClassFields). */
+function manifestCompilerOptions(): ts.CompilerOptions {
+  const manifest = JSON.parse(readFileSync(join(root, "manifest.json"), "utf8"));
+  const { options, errors } = ts.convertCompilerOptionsFromJson(manifest.typescript?.tsconfig?.compilerOptions ?? {}, root);
+  if (errors.length > 0) throw new Error("manifest.json typescript.tsconfig.compilerOptions: " + ts.flattenDiagnosticMessageText(errors[0]!.messageText, " "));
+  return options;
+}
+
 /** JavaScript for each TypeScript file as Moddable's tsc step emits it (one program, so const enums are inlined). */
 function emitJavaScript(files: string[], outDir: string): Map<string, string> {
   const program = ts.createProgram(files.filter((file) => file.endsWith(".ts")), {
+    ...manifestCompilerOptions(),
     target: ts.ScriptTarget.ES2022,
     module: ts.ModuleKind.Preserve,
     rootDir: root,
     outDir,
+    noEmitOnError: false,
     skipLibCheck: true,
     types: [],
   });
