@@ -156,6 +156,19 @@ function wholeNumber(name: string, value: unknown, min: number, max: number): nu
   return value;
 }
 
+function optionalFunction(name: string, value: unknown): void {
+  if (value !== undefined && typeof value !== "function") throw invalid(name + " must be a function");
+}
+
+function requestQos(qos: unknown): void {
+  if (qos !== 0 && qos !== 1) throw invalid("qos must be 0 or 1 (QoS 2 is not supported), got " + String(qos));
+}
+
+function validFilter(filter: string): void {
+  const problem = topicFilterProblem(filter);
+  if (problem !== "") throw invalid(problem);
+}
+
 function payloadProblem(payload: unknown): string {
   if (typeof payload === "string") return payloadLength(payload) < 0 ? "payload text is not valid UTF-8 (lone surrogate)" : "";
   return payload instanceof Uint8Array ? "" : "payload must be a Uint8Array, an ArrayBuffer or a string";
@@ -363,7 +376,7 @@ export class MqttClient implements TransportSink, PacketSink {
   /** Sets the one handler of an event (replacing any earlier one); undefined removes it. */
   on<K extends EventName>(event: K, handler: ClientEvents[K] | undefined): this {
     if (!(event in EVENT_NAMES)) throw invalid("unknown event " + String(event) + "; events are " + Object.keys(EVENT_NAMES).join(", "));
-    if (handler !== undefined && typeof handler !== "function") throw invalid("handler for " + event + " must be a function");
+    optionalFunction("handler for " + event, handler);
     this.handlers[event] = handler as never;
     return this;
   }
@@ -415,13 +428,14 @@ export class MqttClient implements TransportSink, PacketSink {
     }
     const problem = payloadProblem(toPayload(payload));
     if (problem !== "") throw invalid(problem);
-    if (qos !== 0 && qos !== 1) throw invalid("qos must be 0 or 1 (QoS 2 is not supported), got " + String(qos));
+    // Checked inline, not by the helpers subscribe() uses: publish is the hot path, and a call costs XS operations.
+    if (qos !== 0 && qos !== 1) requestQos(qos);
     if (typeof retain !== "boolean") throw invalid("retain must be a boolean");
-    if (onAck !== undefined && typeof onAck !== "function") throw invalid("onAck must be a function");
+    if (onAck !== undefined && typeof onAck !== "function") optionalFunction("onAck", onAck);
     const body = toPayload(payload);
     const bodyBytes = payloadLength(body);
     const size = packetSize(publishRemaining(topicBytes, bodyBytes, qos));
-    if (size > this.maxPacketBytes) throw invalid("message of " + size + " bytes exceeds maxPacketBytes (" + this.maxPacketBytes + ")");
+    if (size > this.maxPacketBytes) this.packetFits("message", size);
 
     if (this.currentState === State.Online && this.queue.count === 0) {
       if (qos === 0) {
@@ -466,14 +480,12 @@ export class MqttClient implements TransportSink, PacketSink {
    * re-subscribed after every reconnect. `onAck(status, packetId, grantedQos)` reports the SUBACK.
    */
   subscribe(filter: string, qos = 0, onMessage?: MessageHandler, onAck?: AckCallback): Accepted {
-    const problem = topicFilterProblem(filter);
-    if (problem !== "") throw invalid(problem);
-    if (qos !== 0 && qos !== 1) throw invalid("qos must be 0 or 1 (QoS 2 is not supported), got " + String(qos));
-    if (onMessage !== undefined && typeof onMessage !== "function") throw invalid("onMessage must be a function");
-    if (onAck !== undefined && typeof onAck !== "function") throw invalid("onAck must be a function");
+    validFilter(filter);
+    requestQos(qos);
+    optionalFunction("onMessage", onMessage);
+    optionalFunction("onAck", onAck);
     const filterBytes = utf8Length(filter);
-    const size = packetSize(subscribeRemaining(1, filterBytes, true));
-    if (size > this.maxPacketBytes) throw invalid("SUBSCRIBE of " + size + " bytes exceeds maxPacketBytes (" + this.maxPacketBytes + ")");
+    const size = this.packetFits("SUBSCRIBE", packetSize(subscribeRemaining(1, filterBytes, true)));
     let index = this.findSubscription(filter);
     if (index < 0) {
       index = this.subFilter.indexOf(undefined);
@@ -489,12 +501,10 @@ export class MqttClient implements TransportSink, PacketSink {
 
   /** Unsubscribes from a filter; its handler keeps receiving until the UNSUBACK. */
   unsubscribe(filter: string, onAck?: AckCallback): Accepted {
-    const problem = topicFilterProblem(filter);
-    if (problem !== "") throw invalid(problem);
-    if (onAck !== undefined && typeof onAck !== "function") throw invalid("onAck must be a function");
+    validFilter(filter);
+    optionalFunction("onAck", onAck);
     const filterBytes = utf8Length(filter);
-    const size = packetSize(subscribeRemaining(1, filterBytes, false));
-    if (size > this.maxPacketBytes) throw invalid("UNSUBSCRIBE of " + size + " bytes exceeds maxPacketBytes (" + this.maxPacketBytes + ")");
+    const size = this.packetFits("UNSUBSCRIBE", packetSize(subscribeRemaining(1, filterBytes, false)));
     return this.request(RequestKind.Unsubscribe, filter, filterBytes, -1, size, onAck, () => {
       const index = this.findSubscription(filter);
       if (index >= 0) this.subStatus[index] = SUB_REMOVING;
@@ -502,6 +512,12 @@ export class MqttClient implements TransportSink, PacketSink {
   }
 
   // ---------------------------------------------------------------- requests
+
+  /** `size`, if a packet that large may be sent; else throws, naming `what`. */
+  private packetFits(what: string, size: number): number {
+    if (size > this.maxPacketBytes) throw invalid(what + " of " + size + " bytes exceeds maxPacketBytes (" + this.maxPacketBytes + ")");
+    return size;
+  }
 
   /** SUBSCRIBE / UNSUBSCRIBE: straight out when online with a free slot, else through the queue. */
   private request(kind: RequestKind, filter: string, filterBytes: number, qos: number, size: number, onAck: AckCallback | undefined, record: () => void): Accepted {
