@@ -245,6 +245,11 @@ export class MqttClient implements TransportSink, PacketSink {
   private timerArmedAt = 0;
 
   private readonly message: InboundMessage = { topic: "", payload: new Uint8Array(0), qos: 0, retain: false, dup: false, packetId: 0 };
+  // The view handed out as message.payload, kept while inbound payloads sit at the same place in
+  // the receive buffer (same topic, same payload size): no new view per message then.
+  private payloadView: Uint8Array = new Uint8Array(0);
+  private payloadViewStart = -1;
+  private payloadViewEnd = -1;
   private readonly handlers: { [K in EventName]?: ClientEvents[K] } = {};
   private readonly onTimer = (): void => this.service();
 
@@ -937,7 +942,12 @@ export class MqttClient implements TransportSink, PacketSink {
   private onPublish(decoder: PacketDecoder): void {
     const message = this.message;
     message.topic = decoder.topic();
-    message.payload = decoder.body.subarray(decoder.payloadStart, decoder.payloadEnd);
+    if (decoder.payloadStart !== this.payloadViewStart || decoder.payloadEnd !== this.payloadViewEnd) {
+      this.payloadView = decoder.body.subarray(decoder.payloadStart, decoder.payloadEnd);
+      this.payloadViewStart = decoder.payloadStart;
+      this.payloadViewEnd = decoder.payloadEnd;
+    }
+    message.payload = this.payloadView;
     message.qos = decoder.qos;
     message.retain = decoder.retain;
     message.dup = decoder.dup;

@@ -166,29 +166,28 @@ export function topicFilterProblem(filter: unknown, maxBytes: number = MAX_STRIN
 
 /** Whether `topic` (a valid topic name) matches `filter` (a valid filter). */
 export function topicMatches(filter: string, topic: string): boolean {
-  const filterLength = filter.length;
-  const topicLength = topic.length;
+  // Runs once per subscription for every inbound message, so it reads no `.length` (on XS that
+  // wraps the string in an object): charCodeAt past the end gives NaN, the only value not equal to itself.
+  let unit = charCodeAt.call(filter, 0);
   // Wildcards at the first level do not match topics starting with '$' (section 4.7.2).
-  if (topicLength > 0 && charCodeAt.call(topic, 0) === DOLLAR) {
-    const first = filterLength > 0 ? charCodeAt.call(filter, 0) : 0;
-    if (first === PLUS || first === HASH) return false;
-  }
+  if (charCodeAt.call(topic, 0) === DOLLAR && (unit === PLUS || unit === HASH)) return false;
   let f = 0;
   let t = 0;
-  while (f < filterLength) {
-    const unit = charCodeAt.call(filter, f);
+  while (unit === unit) {
     if (unit === HASH) return true; // matches the parent level and everything below it
+    let next = charCodeAt.call(topic, t);
     if (unit === PLUS) {
-      while (t < topicLength && charCodeAt.call(topic, t) !== SLASH) t++;
-      f++;
-    } else {
-      if (t >= topicLength || charCodeAt.call(topic, t) !== unit) {
-        // "a/#" also matches "a": the filter continues with "/#" exactly where the topic ends.
-        return t === topicLength && unit === SLASH && f + 2 === filterLength && charCodeAt.call(filter, f + 1) === HASH;
-      }
-      f++;
+      while (next === next && next !== SLASH) next = charCodeAt.call(topic, ++t);
+    } else if (next === unit) {
       t++;
+    } else {
+      // The topic ended (next is NaN) where the filter goes on: "a/#" still matches "a" when the
+      // filter ends with exactly "/#" here.
+      const after = charCodeAt.call(filter, f + 2);
+      return next !== next && unit === SLASH && charCodeAt.call(filter, f + 1) === HASH && after !== after;
     }
+    unit = charCodeAt.call(filter, ++f);
   }
-  return t === topicLength;
+  const rest = charCodeAt.call(topic, t);
+  return rest !== rest; // the topic ended with the filter
 }

@@ -50,6 +50,28 @@ test("inbound messages reach the matching subscription handlers, then the messag
   deepEqual(order, ["plus:home/kitchen/temp", "hash:home/kitchen/temp:1", "event:home/kitchen/temp:true", "event:office/temp:false"]);
 });
 
+test("each inbound payload is its own bytes, whether or not the payload view is reused", () => {
+  const s = connected();
+  const seen: string[] = [];
+  const views: Uint8Array[] = [];
+  s.client.subscribe("#", 1, (m) => {
+    seen.push(m.topic + "=" + String.fromCharCode(...m.payload) + "@" + m.qos);
+    views.push(m.payload);
+  });
+  s.clock.settle();
+  s.broker.publish("a/b", "one", 1);
+  s.broker.publish("a/b", "two", 1); // same topic, same size: the same place in the receive buffer
+  s.broker.publish("a/b", "three", 1); // longer payload
+  s.broker.publish("a/bc", "four", 1); // longer topic: the payload starts later
+  s.broker.publish("a/bcde", "fiv", 0); // no packet id: starts where "four" did, one byte shorter
+  s.broker.publish("a/bcde", "", 0);
+  s.broker.publish("a/b", "six", 1);
+  s.clock.settle();
+  deepEqual(seen, ["a/b=one@1", "a/b=two@1", "a/b=three@1", "a/bc=four@1", "a/bcde=fiv@0", "a/bcde=@0", "a/b=six@1"]);
+  ok(views[1] === views[0], "same place: the view is reused, not allocated again");
+  for (let i = 2; i < 7; i++) ok(views[i] !== views[i - 1], "message " + i + " sits elsewhere: a new view");
+});
+
 test("the in-flight window bounds unacknowledged publishes; the rest wait and go out as acks arrive", () => {
   const s = connected({ inflightWindow: 3 });
   s.broker.ackPublishes = false;
