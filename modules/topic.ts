@@ -6,8 +6,10 @@ const PLUS = 0x2b;
 const HASH = 0x23;
 const DOLLAR = 0x24;
 
-// XS makes a String wrapper object for each method call on a primitive string; calling the method
-// through `call` does not, so scanning a topic creates no garbage per character.
+// XS makes a String wrapper object for each method call on a primitive string, and for each read of
+// its `.length`; calling the method through `call` does not. So the scans below call charCodeAt that
+// way and find the end of the text by the NaN it gives past the end (NaN is the only value not
+// equal to itself): they create no garbage, which matters as they run for every message.
 const charCodeAt = String.prototype.charCodeAt;
 
 /** Longest string the MQTT length prefix can carry. */
@@ -19,18 +21,18 @@ export const MAX_STRING_BYTES = 65535;
  */
 export function utf8Length(text: string): number {
   let bytes = 0;
-  const length = text.length;
-  for (let i = 0; i < length; i++) {
+  for (let i = 0; ; i++) {
     const unit = charCodeAt.call(text, i);
+    if (unit !== unit) break;
     if (unit < 0x80) {
       if (unit === 0) return -1;
       bytes += 1;
     } else if (unit < 0x800) {
       bytes += 2;
     } else if (unit >= 0xd800 && unit <= 0xdfff) {
-      if (unit > 0xdbff || i + 1 >= length) return -1;
+      if (unit > 0xdbff) return -1;
       const next = charCodeAt.call(text, i + 1);
-      if (next < 0xdc00 || next > 0xdfff) return -1;
+      if (!(next >= 0xdc00 && next <= 0xdfff)) return -1; // also a high surrogate at the end (NaN)
       i++;
       bytes += 4;
     } else {
@@ -42,9 +44,9 @@ export function utf8Length(text: string): number {
 
 /** Writes `text` as UTF-8 at `offset`; the caller has checked utf8Length. Returns the end offset. */
 export function writeUtf8(text: string, target: Uint8Array, offset: number): number {
-  const length = text.length;
-  for (let i = 0; i < length; i++) {
+  for (let i = 0; ; i++) {
     let code = charCodeAt.call(text, i);
+    if (code !== code) break;
     if (code < 0x80) {
       target[offset++] = code;
     } else if (code < 0x800) {
