@@ -156,15 +156,15 @@ function wholeNumber(name: string, value: unknown, min: number, max: number): nu
   return value;
 }
 
-function optionalFunction(name: string, value: unknown): void {
+function checkOptionalFunction(name: string, value: unknown): void {
   if (value !== undefined && typeof value !== "function") throw invalid(name + " must be a function");
 }
 
-function requestQos(qos: unknown): void {
+function checkQos(qos: unknown): void {
   if (qos !== 0 && qos !== 1) throw invalid("qos must be 0 or 1 (QoS 2 is not supported), got " + String(qos));
 }
 
-function validFilter(filter: string): void {
+function checkFilter(filter: string): void {
   const problem = topicFilterProblem(filter);
   if (problem !== "") throw invalid(problem);
 }
@@ -381,7 +381,7 @@ export class MqttClient implements TransportSink, PacketSink {
   /** Sets the one handler of an event (replacing any earlier one); undefined removes it. */
   on<K extends EventName>(event: K, handler: ClientEvents[K] | undefined): this {
     if (!(event in EVENT_NAMES)) throw invalid("unknown event " + String(event) + "; events are " + Object.keys(EVENT_NAMES).join(", "));
-    optionalFunction("handler for " + event, handler);
+    checkOptionalFunction("handler for " + event, handler);
     this.handlers[event] = handler as never;
     return this;
   }
@@ -433,14 +433,15 @@ export class MqttClient implements TransportSink, PacketSink {
     }
     const problem = payloadProblem(toPayload(payload));
     if (problem !== "") throw invalid(problem);
-    // Checked inline, not by the helpers subscribe() uses: publish is the hot path, and a call costs XS operations.
-    if (qos !== 0 && qos !== 1) requestQos(qos);
+    // The checks subscribe() shares are made inline here, and the helper only called to throw:
+    // publish is the hot path, and a call costs XS operations.
+    if (qos !== 0 && qos !== 1) checkQos(qos);
     if (typeof retain !== "boolean") throw invalid("retain must be a boolean");
-    if (onAck !== undefined && typeof onAck !== "function") optionalFunction("onAck", onAck);
+    if (onAck !== undefined && typeof onAck !== "function") checkOptionalFunction("onAck", onAck);
     const body = toPayload(payload);
     const bodyBytes = payloadLength(body);
     const size = packetSize(publishRemaining(topicBytes, bodyBytes, qos));
-    if (size > this.maxPacketBytes) this.packetFits("message", size);
+    if (size > this.maxPacketBytes) this.checkedPacketSize("message", size);
 
     if (this.currentState === State.Online && this.queue.count === 0) {
       if (qos === 0) {
@@ -485,12 +486,12 @@ export class MqttClient implements TransportSink, PacketSink {
    * re-subscribed after every reconnect. `onAck(status, packetId, grantedQos)` reports the SUBACK.
    */
   subscribe(filter: string, qos = 0, onMessage?: MessageHandler, onAck?: AckCallback): Accepted {
-    validFilter(filter);
-    requestQos(qos);
-    optionalFunction("onMessage", onMessage);
-    optionalFunction("onAck", onAck);
+    checkFilter(filter);
+    checkQos(qos);
+    checkOptionalFunction("onMessage", onMessage);
+    checkOptionalFunction("onAck", onAck);
     const filterBytes = utf8Length(filter);
-    const size = this.packetFits("SUBSCRIBE", packetSize(subscribeRemaining(1, filterBytes, true)));
+    const size = this.checkedPacketSize("SUBSCRIBE", packetSize(subscribeRemaining(1, filterBytes, true)));
     let index = this.findSubscription(filter);
     if (index < 0) {
       index = this.subFilter.indexOf(undefined);
@@ -506,10 +507,10 @@ export class MqttClient implements TransportSink, PacketSink {
 
   /** Unsubscribes from a filter; its handler keeps receiving until the UNSUBACK. */
   unsubscribe(filter: string, onAck?: AckCallback): Accepted {
-    validFilter(filter);
-    optionalFunction("onAck", onAck);
+    checkFilter(filter);
+    checkOptionalFunction("onAck", onAck);
     const filterBytes = utf8Length(filter);
-    const size = this.packetFits("UNSUBSCRIBE", packetSize(subscribeRemaining(1, filterBytes, false)));
+    const size = this.checkedPacketSize("UNSUBSCRIBE", packetSize(subscribeRemaining(1, filterBytes, false)));
     return this.request(RequestKind.Unsubscribe, filter, filterBytes, -1, size, onAck, () => {
       const index = this.findSubscription(filter);
       if (index >= 0) this.subStatus[index] = SUB_REMOVING;
@@ -519,7 +520,7 @@ export class MqttClient implements TransportSink, PacketSink {
   // ---------------------------------------------------------------- requests
 
   /** `size`, if a packet that large may be sent; else throws, naming `what`. */
-  private packetFits(what: string, size: number): number {
+  private checkedPacketSize(what: string, size: number): number {
     if (size > this.maxPacketBytes) throw invalid(what + " of " + size + " bytes exceeds maxPacketBytes (" + this.maxPacketBytes + ")");
     return size;
   }
