@@ -87,6 +87,7 @@ function table(headers: string[], rows: (string | number)[][]): void {
 
 const fixed = (value: number, digits = 0): string => value.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
 const ratio = (a: number, b: number): string => (b === 0 ? "-" : (a / b).toFixed(2) + "x");
+const percent = (part: number, whole: number): string => (whole === 0 ? "-" : ((100 * part) / whole).toFixed(1) + " %");
 const median = (values: number[]): number => {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = sorted.length >> 1;
@@ -481,6 +482,21 @@ function printBytecode(result: BytecodeResult): void {
     result.rows.map((row) => [row.what, fixed(row.bytes), ratio(row.bytes, peer.bytes), fixed(row.minifiedBytes), row.modules.map((module) => `${module.file} ${fixed(module.bytes)}`).join(", ")]),
   );
   out(`xsc: ${result.xsc}. Moddable's modules are compiled from ${result.sdk}; this project's through TypeScript (const enums inlined), then xsc -e without -d.`);
+  out();
+  const core = result.rows[0]!;
+  out("### 5c. Where the core's bytecode goes (the bytes that go when a part's function bodies are emptied; a lower bound, as calls and function shells stay)");
+  out();
+  table(
+    ["part of the core", "bytecode B", "share of the core", "vs Moddable's ECMA-419 client + mqtt/js", "functions emptied"],
+    result.breakdown.map((row) => [
+      row.kind === "feature" ? `lacking in Moddable's stack: ${row.what}` : row.kind === "other" ? `for scale: ${row.what}` : `**${row.what}**`,
+      fixed(row.bytes),
+      percent(row.bytes, core.bytes),
+      ratio(row.bytes, peer.bytes),
+      row.carriedBy,
+    ]),
+  );
+  out(`Core: ${fixed(core.bytes)} B. The "for scale" rows are not in the sum; the message texts overlap every other row.`);
   out();
 }
 

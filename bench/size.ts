@@ -1,5 +1,6 @@
 // Section 5 of `npm run bench`: minified bundle sizes (esbuild: bundle, minify, ESM, platform
-// neutral, ES2022), and their gzip -9 sizes.
+// neutral, ES2022), and their gzip -9 sizes; with a Moddable SDK, the XS bytecode (5b) and where
+// the core's bytecode goes (5c).
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -70,7 +71,17 @@ export interface BytecodeRow {
   minifiedBytes: number;
 }
 
-export type BytecodeResult = { sdk: string; xsc: string; rows: BytecodeRow[] } | { skipped: string };
+/** One row of section 5c: the bytecode that goes when the bodies of some of the core's functions, or its message texts, are emptied. */
+export interface BreakdownRow {
+  what: string;
+  /** The functions emptied ("module.function", "module.Class.method"), or a description. */
+  carriedBy: string;
+  bytes: number;
+  /** "feature": lacking in Moddable's stack, in the sum; "together": the sum; "rest": the core without it; "other": for scale, outside the sum. */
+  kind: "feature" | "together" | "rest" | "other";
+}
+
+export type BytecodeResult = { sdk: string; xsc: string; rows: BytecodeRow[]; breakdown: BreakdownRow[] } | { skipped: string };
 
 function findXsc(sdk: string): string | undefined {
   const host = process.platform === "darwin" ? "mac" : process.platform === "win32" ? "win" : "lin";
@@ -110,6 +121,15 @@ function emitJavaScript(files: string[], outDir: string): Map<string, string> {
   return byInput;
 }
 
+/** The .xsb bytes of one module's JavaScript, compiled as mcconfig does (xsc -e without -d) in `directory`. */
+function xsbBytes(xsc: string, file: string, code: string, directory: string): number {
+  mkdirSync(directory, { recursive: true });
+  const name = basename(file).replace(/\.(ts|js)$/, "");
+  writeFileSync(join(directory, name + ".js"), code);
+  execFileSync(xsc, [join(directory, name + ".js"), "-e", "-o", directory], { stdio: "pipe" });
+  return statSync(join(directory, name + ".xsb")).size;
+}
+
 /**
  * Compiles each module alone, as mcconfig does (tsc, then xsc -e without -d), and counts the .xsb
  * bytes. Checked against an mcconfig -m -p lin build of the app: the same bytes per module.
@@ -121,14 +141,9 @@ async function compileModules(xsc: string, what: string, files: string[], work: 
   for (const [index, file] of files.entries()) {
     const code = javascript.get(file) ?? readFileSync(file, "utf8");
     minifiedBytes += (await transform(code, { loader: "js", format: "esm", target: "es2022", minify: true })).code.length;
-    const directory = join(work, String(index));
-    mkdirSync(directory, { recursive: true });
-    const name = basename(file).replace(/\.(ts|js)$/, "");
-    writeFileSync(join(directory, name + ".js"), code);
-    execFileSync(xsc, [join(directory, name + ".js"), "-e", "-o", directory], { stdio: "pipe" });
     const sdk = process.env.MODDABLE ?? "";
     const shown = file.startsWith(root) ? relative(root, file) : sdk && file.startsWith(sdk) ? "$MODDABLE/" + relative(sdk, file) : file;
-    modules.push({ file: shown, bytes: statSync(join(directory, name + ".xsb")).size });
+    modules.push({ file: shown, bytes: xsbBytes(xsc, file, code, join(work, String(index))) });
   }
   return { what, modules, bytes: modules.reduce((sum, module) => sum + module.bytes, 0), minifiedBytes };
 }
@@ -153,14 +168,124 @@ export async function runBytecode(sizeRows: SizeRow[]): Promise<BytecodeResult> 
     };
     const core = bundle("modules/client.ts");
     const app = bundle("main.ts");
+    const coreFiles = sources(core);
     const rows = [
-      await compileModules(xsc, core.what, sources(core), join(work, "core")),
+      await compileModules(xsc, core.what, coreFiles, join(work, "core")),
       await compileModules(xsc, app.what, sources(app), join(work, "app")),
       await compileModules(xsc, "Moddable: ECMA-419 MQTT client + mqtt/js wrapper", [join(sdk, MODDABLE_MQTT_FILES.client), join(sdk, MODDABLE_MQTT_FILES.wrapper)], join(work, "moddable")),
       await compileModules(xsc, "Moddable: legacy QoS 0 mqtt module", [join(sdk, MODDABLE_MQTT_FILES.legacy)], join(work, "legacy")),
     ];
-    return { sdk, xsc, rows };
+    return { sdk, xsc, rows, breakdown: breakdownCore(xsc, coreFiles, join(work, "breakdown")) };
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+// ------------------------------------------------------------------ where the core's bytecode goes (5c)
+
+/**
+ * The core's features that Moddable's MQTT stack (ECMA-419 client + mqtt/js) lacks, by the functions
+ * that carry them. A name that no longer exists stops the bench, so the list cannot go stale.
+ */
+const FEATURES_MODDABLE_LACKS: readonly { what: string; functions: readonly string[] }[] = [
+  {
+    what: "integer exponential backoff: checks, jitter, seed, stable reset",
+    functions: ["backoff.Backoff.constructor", "backoff.Backoff.nextDelay", "backoff.Backoff.seed", "backoff.Backoff.nextRandom", "backoff.backoffCeiling", "backoff.backoffProblem", "backoff.isWholeNumber", "backoff.xorshift32", "client.fnv1a"],
+  },
+  {
+    what: "bounded offline queue with drop policies",
+    functions: ["client.MqttClient.reserveQueued", "client.MqttClient.dropOldestQueued", "client.MqttClient.forgetPendingSubscription", "client.MqttClient.restoreSubscription", "client.MqttClient.queueHolds", "client.MqttClient.pumpQueue", "client.MqttClient.sendQueuedHead"],
+  },
+  { what: "fixed ring buffer (offline queue and in-flight window)", functions: ["ring.Ring.constructor", "ring.Ring.placement", "ring.Ring.push", "ring.Ring.shift", "ring.Ring.slot", "ring.Ring.clear"] },
+  { what: "in-flight window: waiting for the transport, late acknowledgements", functions: ["client.MqttClient.transmitInflight", "client.MqttClient.flushInflight", "client.MqttClient.serviceTimeouts", "client.MqttClient.onTransportWritable"] },
+  { what: "paced drain after reconnect", functions: ["client.MqttClient.startDrain", "client.MqttClient.drainTick"] },
+  {
+    what: "argument checks at the call",
+    functions: ["client.wholeNumber", "client.payloadProblem", "client.checkOptionalFunction", "client.checkQos", "client.checkFilter", "client.MqttClient.checkedPacketSize", "topic.topicNameProblem", "topic.topicFilterProblem", "topic.checkUtf8"],
+  },
+  { what: "inbound header and length checks", functions: ["packet.PacketDecoder.headerProblem", "packet.PacketDecoder.lengthProblem"] },
+];
+
+/** Rows outside the sum: shown for scale. */
+const OTHER_PARTS: readonly { what: string; functions: readonly string[] }[] = [
+  { what: "MqttClient constructor: the checks of its 19 options, and its state", functions: ["client.MqttClient.constructor"] },
+  { what: "resubscription in batches of 8 (mqtt/js resubscribes too, one filter per packet)", functions: ["client.MqttClient.resubscribeAll", "client.MqttClient.onResubscribeAck", "client.MqttClient.settleSubscription"] },
+];
+
+/** Message texts: string literals of at least this many characters (validation and error messages). */
+const MESSAGE_MIN_CHARACTERS = 12;
+
+type Edit = { start: number; end: number; text: string };
+
+/** The edits that empty the bodies of `names` ("module.function" / "module.Class.method") in one module's JavaScript. */
+function emptyBodies(module: string, source: ts.SourceFile, names: ReadonlySet<string>, found: Set<string>): Edit[] {
+  const edits: Edit[] = [];
+  const visit = (node: ts.Node, className: string): void => {
+    if ((ts.isFunctionDeclaration(node) || ts.isMethodDeclaration(node) || ts.isConstructorDeclaration(node)) && node.body) {
+      const name = ts.isConstructorDeclaration(node) ? "constructor" : node.name?.getText(source) ?? "";
+      const label = [module, className, name].filter((part) => part !== "").join(".");
+      if (names.has(label)) {
+        found.add(label);
+        edits.push({ start: node.body.getStart(source), end: node.body.getEnd(), text: "{}" });
+        return;
+      }
+    }
+    ts.forEachChild(node, (child) => visit(child, ts.isClassDeclaration(node) ? node.name?.getText(source) ?? "" : className));
+  };
+  visit(source, "");
+  return edits;
+}
+
+/** The edits that blank every message text in one module's JavaScript. */
+function blankMessages(source: ts.SourceFile): Edit[] {
+  const edits: Edit[] = [];
+  const visit = (node: ts.Node): void => {
+    if ((ts.isStringLiteral(node) || ts.isNoSubstitutionTemplateLiteral(node)) && node.text.length >= MESSAGE_MIN_CHARACTERS && !ts.isImportDeclaration(node.parent)) {
+      edits.push({ start: node.getStart(source), end: node.getEnd(), text: '""' });
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(source);
+  return edits;
+}
+
+function applyEdits(code: string, edits: Edit[]): string {
+  let result = code;
+  for (const edit of [...edits].sort((a, b) => b.start - a.start)) result = result.slice(0, edit.start) + edit.text + result.slice(edit.end);
+  return result;
+}
+
+/**
+ * Section 5c: how many bytes of the core's bytecode each feature accounts for, as the bytes that go
+ * when the bodies of its functions are emptied (a lower bound: the calls and the function shells
+ * stay), and how many the message texts account for.
+ */
+function breakdownCore(xsc: string, files: string[], work: string): BreakdownRow[] {
+  const javascript = emitJavaScript(files, join(work, "tsc"));
+  const modules = files.map((file) => {
+    const code = javascript.get(file)!;
+    return { file, module: basename(file).replace(/\.ts$/, ""), code, source: ts.createSourceFile(file + ".js", code, ts.ScriptTarget.ES2022, true) };
+  });
+  let variant = 0;
+  const total = (edit: (module: (typeof modules)[number]) => Edit[]): number =>
+    modules.reduce((sum, module) => {
+      const edits = edit(module);
+      return sum + xsbBytes(xsc, module.file, edits.length === 0 ? module.code : applyEdits(module.code, edits), join(work, String(variant++)));
+    }, 0);
+  const whole = total(() => []);
+  const withoutBodies = (functions: readonly string[]): number => {
+    const names = new Set(functions);
+    const found = new Set<string>();
+    const bytes = total((module) => emptyBodies(module.module, module.source, names, found));
+    const missing = functions.filter((name) => !found.has(name));
+    if (missing.length > 0) throw new Error(`bench/size.ts section 5c: no function ${missing.join(", ")} in the core; update FEATURES_MODDABLE_LACKS`);
+    return whole - bytes;
+  };
+  const rows: BreakdownRow[] = FEATURES_MODDABLE_LACKS.map(({ what, functions }) => ({ what, carriedBy: functions.join(", "), bytes: withoutBodies(functions), kind: "feature" }));
+  const together = withoutBodies(FEATURES_MODDABLE_LACKS.flatMap(({ functions }) => functions));
+  rows.push({ what: "all of the above, emptied at once", carriedBy: "", bytes: together, kind: "together" });
+  rows.push({ what: "the core without them", carriedBy: "", bytes: whole - together, kind: "rest" });
+  for (const { what, functions } of OTHER_PARTS) rows.push({ what, carriedBy: functions.join(", "), bytes: withoutBodies(functions), kind: "other" });
+  rows.push({ what: `message texts (string literals of ${MESSAGE_MIN_CHARACTERS} characters or more)`, carriedBy: "every core module", bytes: whole - total((module) => blankMessages(module.source)), kind: "other" });
+  return rows;
 }
