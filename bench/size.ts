@@ -209,7 +209,7 @@ const FEATURES_MODDABLE_LACKS: readonly { what: string; functions: readonly stri
 /** Rows outside the sum: shown for scale. */
 const OTHER_PARTS: readonly { what: string; functions: readonly string[] }[] = [
   { what: "MqttClient constructor: the checks of its 19 options, and its state", functions: ["client.MqttClient.constructor"] },
-  { what: "resubscription in batches of 8 (mqtt/js resubscribes too, one filter per packet)", functions: ["client.MqttClient.resubscribeAll", "client.MqttClient.onResubscribeAck", "client.MqttClient.settleSubscription"] },
+  { what: "resubscription in batches of 8 (mqtt/js resubscribes too, every filter in one SUBSCRIBE)", functions: ["client.MqttClient.resubscribeAll", "client.MqttClient.onResubscribeAck", "client.MqttClient.settleSubscription"] },
 ];
 
 /** Message texts: string literals of at least this many characters (validation and error messages). */
