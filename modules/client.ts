@@ -246,7 +246,7 @@ export class MqttClient implements TransportSink, PacketSink {
 
   private readonly message: InboundMessage = { topic: "", payload: new Uint8Array(0), qos: 0, retain: false, dup: false, packetId: 0 };
   // The view handed out as message.payload, kept while inbound payloads sit at the same place in
-  // the receive buffer (same topic, same payload size): no new view per message then.
+  // the receive buffer (same topic length, QoS and payload size): no new view per message then.
   private payloadView: Uint8Array = new Uint8Array(0);
   private payloadViewStart = -1;
   private payloadViewEnd = -1;

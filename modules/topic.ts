@@ -168,8 +168,7 @@ export function topicFilterProblem(filter: unknown, maxBytes: number = MAX_STRIN
 
 /** Whether `topic` (a valid topic name) matches `filter` (a valid filter). */
 export function topicMatches(filter: string, topic: string): boolean {
-  // Runs once per subscription for every inbound message, so it reads no `.length` (on XS that
-  // wraps the string in an object): charCodeAt past the end gives NaN, the only value not equal to itself.
+  // Runs once per subscription for every inbound message: the ends are found by NaN (see the top).
   let unit = charCodeAt.call(filter, 0);
   // Wildcards at the first level do not match topics starting with '$' (section 4.7.2).
   if (charCodeAt.call(topic, 0) === DOLLAR && (unit === PLUS || unit === HASH)) return false;
