@@ -80,6 +80,15 @@ test("tsconfig.node.json type-checks hosts/moddable against exactly the modules 
   assert.deepEqual(typed, { ...desktopAliases });
 });
 
+test("the tests compile class fields as the device build does: useDefineForClassFields is the manifest's in both tsconfigs", () => {
+  const root = join(import.meta.dirname, "..", "..");
+  const option = (file: string, pick: (json: any) => unknown): unknown => pick(JSON.parse(readFileSync(join(root, file), "utf8")));
+  const device = option("manifest.json", (json) => json.typescript.tsconfig.compilerOptions.useDefineForClassFields);
+  assert.equal(typeof device, "boolean", "manifest.json sets useDefineForClassFields for mcconfig's tsc");
+  assert.equal(option("tsconfig.json", (json) => json.compilerOptions.useDefineForClassFields), device);
+  assert.equal(option("tsconfig.node.json", (json) => json.compilerOptions.useDefineForClassFields), device);
+});
+
 test("loadDesktopHost gives the core over the Moddable host in this process: a QoS 1 round trip with mutual TLS", { timeout: 30_000 }, async () => {
   const host = await loadDesktopHost(join(setup.work, "host.mjs"));
   host.setResourceDirectory(setup.fixtures.pki);
