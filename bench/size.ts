@@ -262,15 +262,17 @@ function applyEdits(code: string, edits: Edit[]): string {
  */
 function breakdownCore(xsc: string, files: string[], work: string): BreakdownRow[] {
   const javascript = emitJavaScript(files, join(work, "tsc"));
+  let variant = 0;
+  const compile = (file: string, code: string): number => xsbBytes(xsc, file, code, join(work, String(variant++)));
   const modules = files.map((file) => {
     const code = javascript.get(file)!;
-    return { file, module: basename(file).replace(/\.ts$/, ""), code, source: ts.createSourceFile(file + ".js", code, ts.ScriptTarget.ES2022, true) };
+    return { file, module: basename(file).replace(/\.ts$/, ""), code, bytes: compile(file, code), source: ts.createSourceFile(file + ".js", code, ts.ScriptTarget.ES2022, true) };
   });
-  let variant = 0;
+  // Only the modules a variant changes are compiled again.
   const total = (edit: (module: (typeof modules)[number]) => Edit[]): number =>
     modules.reduce((sum, module) => {
       const edits = edit(module);
-      return sum + xsbBytes(xsc, module.file, edits.length === 0 ? module.code : applyEdits(module.code, edits), join(work, String(variant++)));
+      return sum + (edits.length === 0 ? module.bytes : compile(module.file, applyEdits(module.code, edits)));
     }, 0);
   const whole = total(() => []);
   const withoutBodies = (functions: readonly string[]): number => {
