@@ -154,9 +154,9 @@ async function compileModules(xsc: string, what: string, files: string[], work: 
  */
 export async function runBytecode(sizeRows: SizeRow[]): Promise<BytecodeResult> {
   const sdk = process.env.MODDABLE;
-  if (!sdk) return { skipped: "set MODDABLE to a Moddable SDK whose tools are built (xsc) to measure XS bytecode" };
+  if (!sdk) return { skipped: "set MODDABLE to a Moddable SDK whose tools are built (xsc) to measure XS bytecode (sections 5b and 5c)" };
   const xsc = findXsc(sdk);
-  if (!xsc) return { skipped: `no xsc under ${sdk}/build/bin: build the SDK's tools first` };
+  if (!xsc) return { skipped: `no xsc under ${sdk}/build/bin: build the SDK's tools first (sections 5b and 5c)` };
   const work = mkdtempSync(join(tmpdir(), "iotlink-xsb-"));
   try {
     // The modules each bundle of section 5 pulls in (Moddable's own modules are external there).
