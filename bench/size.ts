@@ -190,7 +190,7 @@ export async function runBytecode(sizeRows: SizeRow[]): Promise<BytecodeResult> 
 const FEATURES_MODDABLE_LACKS: readonly { what: string; functions: readonly string[] }[] = [
   {
     what: "integer exponential backoff: checks, jitter, seed, stable reset",
-    functions: ["backoff.Backoff.constructor", "backoff.Backoff.nextDelay", "backoff.Backoff.seed", "backoff.Backoff.nextRandom", "backoff.backoffCeiling", "backoff.backoffProblem", "backoff.isWholeNumber", "backoff.xorshift32", "client.fnv1a"],
+    functions: ["backoff.Backoff.constructor", "backoff.Backoff.nextDelay", "backoff.Backoff.seed", "backoff.Backoff.nextRandom", "backoff.backoffCeiling", "backoff.backoffProblem", "backoff.xorshift32", "client.fnv1a"],
   },
   {
     what: "bounded offline queue with drop policies",
@@ -201,7 +201,7 @@ const FEATURES_MODDABLE_LACKS: readonly { what: string; functions: readonly stri
   { what: "paced drain after reconnect", functions: ["client.MqttClient.startDrain", "client.MqttClient.drainTick"] },
   {
     what: "argument checks at the call",
-    functions: ["client.wholeNumber", "client.payloadProblem", "client.checkOptionalFunction", "client.checkQos", "client.checkFilter", "client.MqttClient.checkedPacketSize", "topic.topicNameProblem", "topic.topicFilterProblem", "topic.checkUtf8"],
+    functions: ["types.wholeNumberProblem", "types.wholeNumber", "client.payloadProblem", "client.checkOptionalFunction", "client.checkQos", "client.checkFilter", "client.MqttClient.checkedPacketSize", "topic.topicNameProblem", "topic.topicFilterProblem", "topic.checkUtf8"],
   },
   { what: "inbound header and length checks", functions: ["packet.PacketDecoder.headerProblem", "packet.PacketDecoder.lengthProblem"] },
 ];

@@ -15,6 +15,7 @@ import {
   invalid,
   IoTLinkError,
   type Platform,
+  wholeNumber,
 } from "./types";
 
 export { DROP_NEWEST, DROP_OLDEST };
@@ -96,7 +97,7 @@ export class AWSIoTMQTTClientCore {
   configureEndpoint(hostName: string, portNumber: number): void {
     this.configurable("configureEndpoint");
     if (typeof hostName !== "string" || hostName.length === 0) throw invalid("hostName must be a non-empty string");
-    if (!Number.isInteger(portNumber) || portNumber < 1 || portNumber > 65535) throw invalid("portNumber must be a whole number from 1 to 65535, got " + String(portNumber));
+    wholeNumber("portNumber", portNumber, 1, 65535);
     this.endpoint = { ...this.endpoint, host: hostName, port: portNumber, alpn: portNumber === 443 ? ["x-amzn-mqtt-ca"] : undefined };
   }
 
@@ -179,7 +180,7 @@ export class AWSIoTMQTTClientCore {
    */
   configureOfflinePublishQueueing(queueSize: number, dropBehavior = DROP_NEWEST, queueBytes?: number): void {
     this.configurable("configureOfflinePublishQueueing");
-    if (!Number.isInteger(queueSize) || queueSize < -1 || queueSize > 65535) throw invalid("queueSize must be -1, 0 or a whole number up to 65535, got " + String(queueSize));
+    wholeNumber("queueSize (-1: the largest ring, 0: no queue)", queueSize, -1, 65535);
     if (dropBehavior !== DROP_OLDEST && dropBehavior !== DROP_NEWEST) throw invalid("dropBehavior must be DROP_OLDEST (0) or DROP_NEWEST (1)");
     const entries = queueSize === -1 ? 256 : queueSize;
     const bytes = queueBytes ?? (queueSize === -1 ? 32768 : entries * 128);
@@ -195,10 +196,8 @@ export class AWSIoTMQTTClientCore {
    */
   configureMaxPacketSize(bytes: number): void {
     this.configurable("configureMaxPacketSize");
-    if (!Number.isInteger(bytes) || bytes < 128 || bytes > AWS_MAX_PACKET_BYTES) {
-      throw invalid("maximum packet size must be a whole number of bytes from 128 to " + AWS_MAX_PACKET_BYTES + " (AWS IoT Core's 128 KB payload), got " + String(bytes));
-    }
-    this.options.maxPacketBytes = bytes;
+    // The upper bound is AWS IoT Core's 128 KB payload.
+    this.options.maxPacketBytes = wholeNumber("maximum packet size in bytes", bytes, 128, AWS_MAX_PACKET_BYTES);
   }
 
   configureDrainingFrequency(frequencyInHz: number): void {
@@ -225,9 +224,7 @@ export class AWSIoTMQTTClientCore {
   // ------------------------------------------------------------ connection
 
   private build(keepAliveIntervalSecond: number): MqttClient {
-    if (!Number.isInteger(keepAliveIntervalSecond) || keepAliveIntervalSecond < 0 || keepAliveIntervalSecond > 65535) {
-      throw invalid("keepAliveIntervalSecond must be a whole number from 0 to 65535, got " + String(keepAliveIntervalSecond));
-    }
+    wholeNumber("keepAliveIntervalSecond", keepAliveIntervalSecond, 0, 65535);
     if (this.client) return this.client;
     const endpoint = this.endpoint;
     if (!endpoint) throw invalid("call configureEndpoint(hostName, portNumber) before connect()");

@@ -2,7 +2,7 @@
 // min(max, base * 2^n), or with full jitter a value drawn from [0, that ceiling]. The random
 // source is injected; the default is a seedable 32-bit xorshift.
 
-import { invalid } from "./types";
+import { invalid, wholeNumberProblem } from "./types";
 
 /** Largest delay the single timer and the wrap-safe clock comparisons can express. */
 export const MAX_DELAY_MS = 0x7fffffff;
@@ -43,22 +43,17 @@ export function xorshift32(state: number): number {
   return state >>> 0;
 }
 
-function isWholeNumber(value: unknown, min: number, max: number): value is number {
-  return typeof value === "number" && Number.isInteger(value) && value >= min && value <= max;
-}
-
 /** Why the settings are unusable, or "" when they are fine. */
 export function backoffProblem(settings: BackoffSettings): string {
-  const { baseMs, maxMs, stableMs, maxAttempts } = settings;
-  if (!isWholeNumber(baseMs, 1, MAX_DELAY_MS)) return "backoff base must be a whole number of milliseconds from 1 to " + MAX_DELAY_MS + ", got " + baseMs;
-  if (!isWholeNumber(maxMs, 1, MAX_DELAY_MS)) return "backoff max must be a whole number of milliseconds from 1 to " + MAX_DELAY_MS + ", got " + maxMs;
-  if (maxMs < baseMs) return "backoff max (" + maxMs + " ms) must not be below base (" + baseMs + " ms)";
-  if (!isWholeNumber(stableMs, 1, MAX_DELAY_MS)) return "stable connection time must be a whole number of milliseconds from 1 to " + MAX_DELAY_MS + ", got " + stableMs;
-  if (settings.jitter !== undefined && typeof settings.jitter !== "boolean") return "backoff jitter must be a boolean, got " + String(settings.jitter);
-  if (maxAttempts !== undefined && !isWholeNumber(maxAttempts, 0, MAX_DELAY_MS)) return "maxAttempts must be a whole number >= 0, got " + maxAttempts;
-  if (settings.random !== undefined && typeof settings.random !== "function") return "random must be a function returning a 32-bit unsigned integer";
-  if (settings.seed !== undefined && !isWholeNumber(settings.seed, 0, 0xffffffff)) return "seed must be a 32-bit unsigned integer";
-  return "";
+  const { baseMs, maxMs, stableMs, maxAttempts, seed } = settings;
+  return wholeNumberProblem("backoff baseMs", baseMs, 1, MAX_DELAY_MS)
+    || wholeNumberProblem("backoff maxMs", maxMs, 1, MAX_DELAY_MS)
+    || (maxMs < baseMs ? "backoff maxMs (" + maxMs + ") must not be below baseMs (" + baseMs + ")" : "")
+    || wholeNumberProblem("backoff stableMs", stableMs, 1, MAX_DELAY_MS)
+    || (settings.jitter !== undefined && typeof settings.jitter !== "boolean" ? "backoff jitter must be a boolean, got " + String(settings.jitter) : "")
+    || (maxAttempts !== undefined ? wholeNumberProblem("backoff maxAttempts", maxAttempts, 0, MAX_DELAY_MS) : "")
+    || (settings.random !== undefined && typeof settings.random !== "function" ? "backoff random must be a function returning a 32-bit unsigned integer" : "")
+    || (seed !== undefined ? wholeNumberProblem("backoff seed", seed, 0, 0xffffffff) : "");
 }
 
 export class Backoff {

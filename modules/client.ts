@@ -47,6 +47,7 @@ import {
   STATE_NAMES,
   type Transport,
   type TransportSink,
+  wholeNumber,
 } from "./types";
 
 export interface WillSettings {
@@ -148,13 +149,6 @@ const SUB_REMOVING = 3;
 
 /** AWS IoT Core accepts at most 8 filters per SUBSCRIBE. */
 const FILTERS_PER_SUBSCRIBE = 8;
-
-function wholeNumber(name: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
-    throw invalid(name + " must be a whole number from " + min + " to " + max + ", got " + String(value));
-  }
-  return value;
-}
 
 function checkOptionalFunction(name: string, value: unknown): void {
   if (value !== undefined && typeof value !== "function") throw invalid(name + " must be a function");

@@ -3,7 +3,7 @@
 // can be written to the transport straight from the arena. Entry metadata lives in typed arrays
 // of `maxEntries` slots; nothing grows with traffic.
 
-import { invalid } from "./types";
+import { wholeNumber } from "./types";
 
 export type AckCallback = (status: number, packetId: number, detail: number) => void;
 
@@ -27,10 +27,8 @@ export class Ring {
   private head = 0;
 
   constructor(capacityBytes: number, maxEntries: number) {
-    if (!Number.isInteger(capacityBytes) || capacityBytes < 0) throw invalid("ring capacity must be a whole number of bytes >= 0, got " + capacityBytes);
-    if (!Number.isInteger(maxEntries) || maxEntries < 0 || maxEntries > 65535) throw invalid("ring entry limit must be a whole number from 0 to 65535, got " + maxEntries);
-    this.capacity = capacityBytes;
-    this.maxEntries = maxEntries;
+    this.capacity = wholeNumber("ring capacity in bytes", capacityBytes, 0, 0x7fffffff);
+    this.maxEntries = wholeNumber("ring entry limit", maxEntries, 0, 65535);
     this.arena = new Uint8Array(capacityBytes);
     this.offset = new Int32Array(maxEntries);
     this.length = new Int32Array(maxEntries);

@@ -162,6 +162,18 @@ export function invalid(message: string): IoTLinkError {
   return new IoTLinkError(ErrorCode.InvalidArgument, message);
 }
 
+/** Why `value` is not a whole number from `min` to `max`, naming it `name`; "" when it is one. */
+export function wholeNumberProblem(name: string, value: unknown, min: number, max: number): string {
+  return typeof value === "number" && Number.isInteger(value) && value >= min && value <= max ? "" : name + " must be a whole number from " + min + " to " + max + ", got " + String(value);
+}
+
+/** `value`, checked by wholeNumberProblem(); an invalid-argument error otherwise. */
+export function wholeNumber(name: string, value: unknown, min: number, max: number): number {
+  const problem = wholeNumberProblem(name, value, min, max);
+  if (problem !== "") throw invalid(problem);
+  return value as number;
+}
+
 /** Where and how to connect: what a host needs to build a Transport. */
 export interface EndpointSettings {
   host: string;

@@ -7,7 +7,7 @@
 import Resource from "Resource";
 import SecureSocket from "securesocket";
 import { Socket } from "socket";
-import { CONTROL_PACKET_BYTES, type EndpointSettings, invalid, type Transport, type TransportSink } from "../../modules/types";
+import { CONTROL_PACKET_BYTES, type EndpointSettings, invalid, type Transport, type TransportSink, wholeNumberProblem } from "../../modules/types";
 
 const CONNECTED = 1;
 const READABLE = 2;
@@ -37,7 +37,8 @@ function endpointProblem(endpoint: EndpointSettings): string {
   if (typeof endpoint !== "object" || endpoint === null) return "endpoint must be an object";
   const { host, port, plaintext, caResource, certificateResource, keyResource, serverName, alpn } = endpoint;
   if (!isName(host)) return "endpoint host must be a non-empty string";
-  if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535) return "endpoint port must be a whole number from 1 to 65535, got " + String(port);
+  const portProblem = wholeNumberProblem("endpoint port", port, 1, 65535);
+  if (portProblem !== "") return portProblem;
   if (plaintext !== undefined && typeof plaintext !== "boolean") return "plaintext must be true or false";
   if (serverName !== undefined && !isName(serverName)) return "serverName must be a non-empty string when given";
   if (alpn !== undefined && (!Array.isArray(alpn) || alpn.length === 0 || !alpn.every(isName))) return "alpn must be a non-empty list of protocol names";

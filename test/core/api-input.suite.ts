@@ -149,7 +149,7 @@ const BAD_SETTINGS: [string, object, string][] = [
   ["inflightWindow 0", { inflightWindow: 0 }, "inflightWindow must be a whole number from 1"],
   ["maxSubscriptions 0", { maxSubscriptions: 0 }, "maxSubscriptions must be a whole number from 1"],
   ["backoff not an object", { backoff: 5 }, "backoff must be an object"],
-  ["backoff max over the timer's range", { backoff: { maxMs: 2 ** 31 } }, "backoff max"],
+  ["backoff max over the timer's range", { backoff: { maxMs: 2 ** 31 } }, "backoff maxMs must be a whole number from 1 to 2147483647"],
   ["backoff maxAttempts -1", { backoff: { maxAttempts: -1 } }, "maxAttempts"],
   ["backoff seed -1", { backoff: { seed: -1 } }, "seed"],
   ["backoff random not a function", { backoff: { random: 4 } }, "random must be a function"],

@@ -242,9 +242,9 @@ test("an inbound packet over maxPacketBytes is refused from its header", () => {
 test("bad settings are rejected at construction with a clear error", () => {
   const base = session();
   const make = (extra: object) => () => new MqttClient({ clientId: "x", transport: base.broker, clock: base.clock, ...extra });
-  throws(make({ backoff: { baseMs: 0 } }), "backoff base");
-  throws(make({ backoff: { baseMs: 2000, maxMs: 1000 } }), "must not be below base");
-  throws(make({ backoff: { stableMs: 0 } }), "stable connection time");
+  throws(make({ backoff: { baseMs: 0 } }), "backoff baseMs");
+  throws(make({ backoff: { baseMs: 2000, maxMs: 1000 } }), "must not be below baseMs");
+  throws(make({ backoff: { stableMs: 0 } }), "backoff stableMs");
   throws(make({ keepAliveSeconds: 70000 }), "keepAliveSeconds");
   throws(make({ keepAliveSeconds: 1.5 }), "keepAliveSeconds");
   throws(make({ dropPolicy: 2 }), "dropPolicy");

@@ -42,8 +42,8 @@ test("ring: construction sizes everything once and validates its arguments", () 
   const empty = new Ring(0, 0);
   equal(empty.arena.length, 0);
   equal(new Ring(10, 65535).offset.length, 65535, "the largest entry limit");
-  for (const bad of [-1, 1.5, Number.NaN, Infinity]) throws(() => new Ring(bad, 4), "ring capacity must be a whole number of bytes >= 0, got " + bad);
-  throws(() => new Ring("10" as unknown as number, 4), "ring capacity must be a whole number");
+  for (const bad of [-1, 1.5, Number.NaN, Infinity, 0x80000000]) throws(() => new Ring(bad, 4), "ring capacity in bytes must be a whole number from 0 to 2147483647, got " + bad);
+  throws(() => new Ring("10" as unknown as number, 4), "ring capacity in bytes must be a whole number");
   for (const bad of [-1, 65536, 2.5, Number.NaN]) throws(() => new Ring(10, bad), "ring entry limit must be a whole number from 0 to 65535, got " + bad);
 });
 
