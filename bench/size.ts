@@ -204,6 +204,11 @@ const FEATURES_MODDABLE_LACKS: readonly { what: string; functions: readonly stri
     functions: ["types.wholeNumberProblem", "types.wholeNumber", "client.payloadProblem", "client.checkOptionalFunction", "client.checkQos", "client.checkFilter", "client.MqttClient.checkedPacketSize", "topic.topicNameProblem", "topic.topicFilterProblem", "topic.checkUtf8"],
   },
   { what: "inbound header and length checks", functions: ["packet.PacketDecoder.headerProblem", "packet.PacketDecoder.lengthProblem"] },
+  {
+    what: "UTF-8 in portable JavaScript (Moddable's stack calls XS's native ArrayBuffer.fromString and String.fromArrayBuffer)",
+    functions: ["topic.utf8Length", "topic.writeUtf8", "topic.readUtf8"],
+  },
+  { what: "a handler per topic filter, with wildcard matching (mqtt/js gives every message to its one listener)", functions: ["topic.topicMatches"] },
 ];
 
 /** Rows outside the sum: shown for scale. */
