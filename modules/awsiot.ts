@@ -183,8 +183,7 @@ export class AWSIoTMQTTClientCore {
     wholeNumber("queueSize (-1: the largest ring, 0: no queue)", queueSize, -1, 65535);
     if (dropBehavior !== DROP_OLDEST && dropBehavior !== DROP_NEWEST) throw invalid("dropBehavior must be DROP_OLDEST (0) or DROP_NEWEST (1)");
     const entries = queueSize === -1 ? 256 : queueSize;
-    const bytes = queueBytes ?? (queueSize === -1 ? 32768 : entries * 128);
-    if (!Number.isInteger(bytes) || bytes < 0 || (entries > 0 && bytes === 0)) throw invalid("queueBytes must be a whole number above 0");
+    const bytes = wholeNumber("queueBytes", queueBytes ?? (queueSize === -1 ? 32768 : entries * 128), entries > 0 ? 1 : 0, 0x7fffffff);
     this.options.queueEntries = entries;
     this.options.queueBytes = entries === 0 ? 0 : bytes;
     this.options.dropPolicy = dropBehavior;

@@ -1,5 +1,5 @@
 // The AWSIoTMQTTClient facade: Python SDK names and defaults, and the SDK's defects fixed.
-import { AWS_MAX_PACKET_BYTES, AWS_MAX_PAYLOAD_BYTES, AWSIoTMQTTClientCore, DROP_OLDEST, SDK_NAME } from "../../modules/awsiot";
+import { AWS_MAX_PACKET_BYTES, AWS_MAX_PAYLOAD_BYTES, AWSIoTMQTTClientCore, DROP_NEWEST, DROP_OLDEST, SDK_NAME } from "../../modules/awsiot";
 import type { EndpointSettings, Platform } from "../../modules/types";
 import { deepEqual, equal, ok, test, throws } from "../harness";
 import { fromUtf8 } from "../support/broker-codec";
@@ -147,6 +147,12 @@ test("facade: configuration is validated at the call and fixed once connected", 
   throws(() => client.configureAutoReconnectBackoffTime(8, 4, 20), "must not be below");
   throws(() => client.configureOfflinePublishQueueing(-2), "queueSize");
   throws(() => client.configureOfflinePublishQueueing(10, 5), "dropBehavior");
+  throws(() => client.configureOfflinePublishQueueing(1.5), "queueSize (-1: the largest ring, 0: no queue) must be a whole number from -1 to 65535, got 1.5");
+  throws(() => client.configureOfflinePublishQueueing(10, DROP_NEWEST, 0), "queueBytes must be a whole number from 1 to 2147483647, got 0");
+  throws(() => client.configureOfflinePublishQueueing(10, DROP_NEWEST, 2048.5), "queueBytes must be a whole number from 1");
+  throws(() => client.configureOfflinePublishQueueing(10, DROP_NEWEST, 2 ** 31), "queueBytes must be a whole number from 1");
+  throws(() => client.configureOfflinePublishQueueing(10, DROP_NEWEST, "4096" as unknown as number), "queueBytes must be a whole number from 1");
+  throws(() => client.configureOfflinePublishQueueing(0, DROP_NEWEST, -1), "queueBytes must be a whole number from 0");
   throws(() => client.configureDrainingFrequency(0), "frequencyInHz");
   throws(() => client.configureEndpoint("", 8883), "hostName");
   throws(() => client.configureEndpoint("h", 70000), "portNumber");
