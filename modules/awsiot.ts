@@ -2,8 +2,10 @@
 // MqttClient. Settings are collected by the configure* calls and fixed when connect() first builds
 // the client; where the Python SDK is defective this facade does what its README says instead.
 
-import { type ClientOptions, type InboundMessage, MqttClient, type WillSettings } from "./client";
+import { MAX_DELAY_MS } from "./backoff";
+import { type ClientOptions, type InboundMessage, MqttClient, type WillSettings, willProblem } from "./client";
 import { type Payload, payloadLength } from "./packet";
+import { utf8Length } from "./topic";
 import {
   Accepted,
   ACK_STATUS_NAMES,
@@ -129,6 +131,8 @@ export class AWSIoTMQTTClientCore {
   configureLastWill(topic: string, payload: Payload, QoS: number, retain = false): void {
     this.configurable("configureLastWill");
     const will: WillSettings = { topic, payload, qos: QoS, retain };
+    const problem = willProblem(will);
+    if (problem !== "") throw invalid(problem);
     this.options.will = will;
   }
 
@@ -139,8 +143,8 @@ export class AWSIoTMQTTClientCore {
 
   configureUsernamePassword(username: string, password?: string): void {
     this.configurable("configureUsernamePassword");
-    if (typeof username !== "string") throw invalid("username must be a string");
-    if (password !== undefined && typeof password !== "string") throw invalid("password must be a string");
+    if (typeof username !== "string" || utf8Length(username) < 0) throw invalid("username must be a valid MQTT string");
+    if (password !== undefined && (typeof password !== "string" || payloadLength(password) < 0)) throw invalid("password must be a string of valid UTF-8 (no lone surrogate)");
     this.username = username;
     this.options.password = password;
   }
@@ -170,6 +174,7 @@ export class AWSIoTMQTTClientCore {
   configureAutoReconnectJitter(enabled: boolean, maxAttempts = 0): void {
     this.configurable("configureAutoReconnectJitter");
     if (typeof enabled !== "boolean") throw invalid("enabled must be a boolean");
+    wholeNumber("maxAttempts", maxAttempts, 0, MAX_DELAY_MS);
     this.options.backoff = { ...this.options.backoff, jitter: enabled, maxAttempts };
   }
 

@@ -48,6 +48,7 @@ import {
   type Transport,
   type TransportSink,
   wholeNumber,
+  wholeNumberProblem,
 } from "./types";
 
 export interface WillSettings {
@@ -170,6 +171,15 @@ function payloadProblem(payload: unknown): string {
 
 function toPayload(payload: unknown): Payload {
   return payload instanceof ArrayBuffer ? new Uint8Array(payload) : (payload as Payload);
+}
+
+/** What is wrong with a last will, or "": the constructor's check, which the facade makes at configureLastWill(). */
+export function willProblem(will: unknown): string {
+  if (typeof will !== "object" || will === null) return "will must be an object with topic and payload";
+  const { topic, payload, qos, retain } = will as WillSettings;
+  const problem = topicNameProblem(topic) || payloadProblem(toPayload(payload)) || wholeNumberProblem("qos", qos ?? 0, 0, 1)
+    || (retain !== undefined && typeof retain !== "boolean" ? "retain must be a boolean, got " + String(retain) : "");
+  return problem === "" ? "" : "will: " + problem;
 }
 
 function fnv1a(text: string): number {
@@ -302,11 +312,11 @@ export class MqttClient implements TransportSink, PacketSink {
     }
     if (options.will !== undefined) {
       const will = options.will;
-      const problem = topicNameProblem(will.topic) || payloadProblem(toPayload(will.payload));
-      if (problem !== "") throw invalid("will: " + problem);
+      const problem = willProblem(will);
+      if (problem !== "") throw invalid(problem);
       fields.willTopic = will.topic;
       fields.willPayload = this.bytesOf(toPayload(will.payload));
-      fields.willQos = wholeNumber("will qos", will.qos ?? 0, 0, 1);
+      fields.willQos = will.qos ?? 0;
       fields.willRetain = will.retain === true;
     }
     this.connectFields = fields;

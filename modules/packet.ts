@@ -70,7 +70,7 @@ export type Payload = Uint8Array | string;
 
 /** Byte length of a payload, or -1 for text that is not valid UTF-8. */
 export function payloadLength(payload: Payload): number {
-  return typeof payload === "string" ? (payload.length === 0 ? 0 : utf8Length(payload)) : payload.length;
+  return typeof payload === "string" ? (payload.length === 0 ? 0 : utf8Length(payload, true)) : payload.length;
 }
 
 function writePayload(target: Uint8Array, offset: number, payload: Payload): number {

@@ -16,16 +16,16 @@ const charCodeAt = String.prototype.charCodeAt;
 export const MAX_STRING_BYTES = 65535;
 
 /**
- * UTF-8 byte length of `text`, or -1 when it holds a lone surrogate or U+0000, which MQTT
- * forbids (section 1.5.3).
+ * UTF-8 byte length of `text`, or -1 when it holds a lone surrogate or U+0000. MQTT forbids U+0000
+ * in its strings (section 1.5.3), not in payloads: `nulAllowed` says the text is a payload.
  */
-export function utf8Length(text: string): number {
+export function utf8Length(text: string, nulAllowed?: boolean): number {
   let bytes = 0;
   for (let i = 0; ; i++) {
     const unit = charCodeAt.call(text, i);
     if (unit !== unit) break;
     if (unit < 0x80) {
-      if (unit === 0) return -1;
+      if (unit === 0 && !nulAllowed) return -1;
       bytes += 1;
     } else if (unit < 0x800) {
       bytes += 2;

@@ -157,7 +157,11 @@ const BAD_SETTINGS: [string, object, string][] = [
   ["username not a string", { username: 5 }, "username must be a valid MQTT string"],
   ["password as number", { password: 1234 }, "password: payload must be"],
   ["will without a topic", { will: { payload: "x" } }, "will: topic must be a string"],
-  ["will qos 2", { will: { topic: "w", payload: "x", qos: 2 } }, "will qos"],
+  ["will qos 2", { will: { topic: "w", payload: "x", qos: 2 } }, "will: qos must be a whole number from 0 to 1, got 2"],
+  ["will null", { will: null }, "will must be an object with topic and payload"],
+  ["will as a string", { will: "w" }, "will must be an object with topic and payload"],
+  ["will retain not a boolean", { will: { topic: "w", payload: "x", retain: "yes" } }, "will: retain must be a boolean, got yes"],
+  ["will topic with a wildcard", { will: { topic: "w/#", payload: "x" } }, "will: topic name must not contain wildcards"],
   ["will payload as number", { will: { topic: "w", payload: 3 } }, "will: payload must be"],
   ["CONNECT larger than maxPacketBytes", { maxPacketBytes: 64, will: { topic: "w", payload: "x".repeat(100) } }, "CONNECT (client id, will, credentials) exceeds maxPacketBytes"],
 ];

@@ -153,6 +153,18 @@ test("facade: configuration is validated at the call and fixed once connected", 
   throws(() => client.configureOfflinePublishQueueing(10, DROP_NEWEST, 2 ** 31), "queueBytes must be a whole number from 1");
   throws(() => client.configureOfflinePublishQueueing(10, DROP_NEWEST, "4096" as unknown as number), "queueBytes must be a whole number from 1");
   throws(() => client.configureOfflinePublishQueueing(0, DROP_NEWEST, -1), "queueBytes must be a whole number from 0");
+  throws(() => client.configureLastWill("w/#", "gone", 0), "will: topic name must not contain wildcards");
+  throws(() => client.configureLastWill("w", "gone", 2), "will: qos must be a whole number from 0 to 1, got 2");
+  throws(() => client.configureLastWill("w", 5 as unknown as string, 0), "will: payload must be");
+  throws(() => client.configureLastWill("w", "gone", 0, "yes" as unknown as boolean), "will: retain must be a boolean");
+  throws(() => client.configureAutoReconnectJitter(true, -1), "maxAttempts must be a whole number from 0 to 2147483647, got -1");
+  throws(() => client.configureAutoReconnectJitter(true, 2.5), "maxAttempts must be a whole number");
+  throws(() => client.configureUsernamePassword("u\ud800"), "username must be a valid MQTT string");
+  throws(() => client.configureUsernamePassword(5 as unknown as string), "username must be a valid MQTT string");
+  throws(() => client.configureUsernamePassword("u", "p\udc00"), "password must be a string of valid UTF-8");
+  client.configureLastWill("w", "gone", 1, true);
+  client.configureAutoReconnectJitter(true, 3);
+  client.configureUsernamePassword("u", "p\u0000w");
   throws(() => client.configureDrainingFrequency(0), "frequencyInHz");
   throws(() => client.configureEndpoint("", 8883), "hostName");
   throws(() => client.configureEndpoint("h", 70000), "portNumber");

@@ -20,6 +20,17 @@ test("QoS 0 and QoS 1 publishes online; PUBACK fires the ack callback with the p
   equal(s.client.inflightCount, 0);
 });
 
+test("a text payload is sent as UTF-8, U+0000 included (MQTT forbids it in topics, not in payloads)", () => {
+  const s = connected();
+  equal(s.client.publish("t", "a\u0000\u00e9\ud83d\ude00"), Accepted.Sent);
+  equal(s.client.publish("t", "\u0000", 1), Accepted.Sent);
+  s.clock.settle();
+  const [text, nul] = s.broker.sent(3);
+  deepEqual(Array.from(text.payload as Uint8Array), [0x61, 0x00, 0xc3, 0xa9, 0xf0, 0x9f, 0x98, 0x80]);
+  deepEqual(Array.from(nul.payload as Uint8Array), [0x00]);
+  throws(() => s.client.publish("t", "a\ud800"), "payload text is not valid UTF-8 (lone surrogate)");
+});
+
 test("async flow counts match the Python SDK's test: online 1, suback 1, puback 3, messages 3, unsuback 1, offline 1", () => {
   const s = connected();
   const counts = { suback: 0, puback: 0, unsuback: 0 };

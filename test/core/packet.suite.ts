@@ -225,6 +225,8 @@ test("packet: size helpers: payloadLength, publishRemaining, connectRemaining", 
   equal(payloadLength("abc"), 3);
   equal(payloadLength("\u00e9\ud83d\ude00"), 6);
   equal(payloadLength("\ud800"), -1, "lone surrogate text");
+  equal(payloadLength("a\u0000b"), 3, "U+0000 is allowed in a payload (MQTT forbids it in strings only)");
+  equal(payloadLength("\u0000"), 1);
   equal(payloadLength(new Uint8Array(7)), 7);
   equal(publishRemaining(3, 2, 0), 7);
   equal(publishRemaining(3, 2, 1), 9);
