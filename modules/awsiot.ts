@@ -81,7 +81,7 @@ export class AWSIoTMQTTClientCore {
   private connectAck: ((mid: number, returnCode: number) => void) | undefined;
 
   constructor(platform: Platform, clientID: string, protocolType = MQTTv3_1_1, useWebsocket = false, cleanSession = true) {
-    if (typeof clientID !== "string" || clientID.length === 0) throw invalid("clientID must be a non-empty string");
+    if (typeof clientID !== "string" || clientID.length === 0 || utf8Length(clientID) < 0) throw invalid("clientID must be a non-empty, valid MQTT string");
     if (protocolType !== MQTTv3_1_1) throw invalid("only MQTT 3.1.1 (protocolType 4) is supported");
     if (useWebsocket) throw invalid("MQTT over WebSocket is not supported: use X.509 mutual TLS on port 8883 or 443");
     if (typeof cleanSession !== "boolean") throw invalid("cleanSession must be a boolean");

@@ -170,6 +170,9 @@ test("facade: configuration is validated at the call and fixed once connected", 
   throws(() => client.configureEndpoint("h", 70000), "portNumber");
   throws(() => client.configureCredentials("ca.der", "key.der"), "both");
   throws(() => new AWSIoTMQTTClientCore(platform().platform, "x", 4, true), "WebSocket");
+  throws(() => new AWSIoTMQTTClientCore(platform().platform, ""), "clientID must be a non-empty, valid MQTT string");
+  throws(() => new AWSIoTMQTTClientCore(platform().platform, "dev\ud800"), "clientID must be a non-empty, valid MQTT string");
+  throws(() => new AWSIoTMQTTClientCore(platform().platform, "dev\u0000"), "clientID must be a non-empty, valid MQTT string");
   throws(() => client.publishAsync("t", "x", 0), "call connect()");
   client.configureOfflinePublishQueueing(10, DROP_OLDEST);
   client.configureDrainingFrequency(4);
