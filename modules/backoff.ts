@@ -18,9 +18,9 @@ export interface BackoffSettings {
   jitter?: boolean;
   /** Give up after this many consecutive failed attempts; 0 (default) never gives up. */
   maxAttempts?: number;
-  /** Returns an unsigned 32-bit integer. */
+  /** With jitter: returns an unsigned 32-bit integer (any other value gives that attempt the full delay). */
   random?: () => number;
-  /** Seed for the default random source (ignored when `random` is given). */
+  /** With jitter: the seed of the default random source, when `random` is not given. */
   seed?: number;
 }
 
@@ -53,6 +53,8 @@ export function backoffProblem(settings: BackoffSettings): string {
     || (settings.jitter !== undefined && typeof settings.jitter !== "boolean" ? "backoff jitter must be a boolean, got " + String(settings.jitter) : "")
     || (maxAttempts !== undefined ? wholeNumberProblem("backoff maxAttempts", maxAttempts, 0, MAX_DELAY_MS) : "")
     || (settings.random !== undefined && typeof settings.random !== "function" ? "backoff random must be a function returning a 32-bit unsigned integer" : "")
+    || (settings.random !== undefined && settings.jitter !== true ? "backoff random is only used with jitter: true" : "")
+    || (settings.random !== undefined && seed !== undefined ? "backoff seed is for the default random source: give random or seed, not both" : "")
     || (seed !== undefined ? wholeNumberProblem("backoff seed", seed, 0, 0xffffffff) : "");
 }
 
@@ -84,10 +86,14 @@ export class Backoff {
     this.randomState = value >>> 0 || 1;
   }
 
+  /** The next draw, or -1 when the injected source breaks its contract (not a 32-bit unsigned integer). */
   private nextRandom(): number {
-    if (this.random !== undefined) return this.random() >>> 0;
-    this.randomState = xorshift32(this.randomState);
-    return this.randomState;
+    if (this.random === undefined) {
+      this.randomState = xorshift32(this.randomState);
+      return this.randomState;
+    }
+    const value = this.random();
+    return Number.isInteger(value) && value >= 0 && value <= 0xffffffff ? value : -1;
   }
 
   /** The delay before the next attempt, counting it; -1 once maxAttempts attempts have failed. */
@@ -95,7 +101,11 @@ export class Backoff {
     if (this.maxAttempts > 0 && this.attempt >= this.maxAttempts) return -1;
     const ceiling = backoffCeiling(this.baseMs, this.maxMs, this.attempt);
     this.attempt++;
-    return this.jitter ? this.nextRandom() % (ceiling + 1) : ceiling;
+    if (!this.jitter) return ceiling;
+    // A source that breaks its contract (Math.random's fractions, say) gets the full delay: taken
+    // as 0, it would make every reconnect immediate.
+    const draw = this.nextRandom();
+    return draw < 0 ? ceiling : draw % (ceiling + 1);
   }
 
   /** The connection proved stable: the next delay is `baseMs` again. */

@@ -47,6 +47,8 @@ import {
   STATE_NAMES,
   type Transport,
   type TransportSink,
+  shown,
+  unknownKey,
   wholeNumber,
   wholeNumberProblem,
 } from "./types";
@@ -151,12 +153,17 @@ const SUB_REMOVING = 3;
 /** AWS IoT Core accepts at most 8 filters per SUBSCRIBE. */
 const FILTERS_PER_SUBSCRIBE = 8;
 
+/** The names the constructor reads (in ClientOptions, BackoffSettings and WillSettings): any other is refused as a likely typo. */
+const OPTION_NAMES = ["clientId", "transport", "clock", "cleanSession", "keepAliveSeconds", "username", "password", "will", "connectTimeoutMs", "operationTimeoutMs", "backoff", "queueEntries", "queueBytes", "dropPolicy", "inflightWindow", "inflightBytes", "drainIntervalMs", "maxPacketBytes", "maxSubscriptions"];
+const BACKOFF_SETTINGS = ["baseMs", "maxMs", "stableMs", "jitter", "maxAttempts", "random", "seed"];
+const WILL_FIELDS = ["topic", "payload", "qos", "retain"];
+
 function checkOptionalFunction(name: string, value: unknown): void {
   if (value !== undefined && typeof value !== "function") throw invalid(name + " must be a function");
 }
 
 function checkQos(qos: unknown): void {
-  if (qos !== 0 && qos !== 1) throw invalid("qos must be 0 or 1 (QoS 2 is not supported), got " + String(qos));
+  if (qos !== 0 && qos !== 1) throw invalid("qos must be 0 or 1 (QoS 2 is not supported), got " + shown(qos));
 }
 
 function checkFilter(filter: string): void {
@@ -177,8 +184,12 @@ function toPayload(payload: unknown): Payload {
 export function willProblem(will: unknown): string {
   if (typeof will !== "object" || will === null) return "will must be an object with topic and payload";
   const { topic, payload, qos, retain } = will as WillSettings;
-  const problem = topicNameProblem(topic) || payloadProblem(toPayload(payload)) || wholeNumberProblem("qos", qos ?? 0, 0, 1)
-    || (retain !== undefined && typeof retain !== "boolean" ? "retain must be a boolean, got " + String(retain) : "");
+  const unknown = unknownKey(will, WILL_FIELDS);
+  const problem = (unknown !== "" ? "unknown field " + unknown + "; the fields are " + WILL_FIELDS.join(", ") : "")
+    || topicNameProblem(topic) || payloadProblem(toPayload(payload))
+    || (payloadLength(toPayload(payload)) > MAX_STRING_BYTES ? "payload of " + payloadLength(toPayload(payload)) + " bytes is over the " + MAX_STRING_BYTES + " a will can carry" : "")
+    || wholeNumberProblem("qos", qos === undefined ? 0 : qos, 0, 1)
+    || (retain !== undefined && typeof retain !== "boolean" ? "retain must be a boolean, got " + shown(retain) : "");
   return problem === "" ? "" : "will: " + problem;
 }
 
@@ -259,6 +270,8 @@ export class MqttClient implements TransportSink, PacketSink {
 
   constructor(options: ClientOptions) {
     if (typeof options !== "object" || options === null) throw invalid("options must be an object");
+    const unknownOption = unknownKey(options, OPTION_NAMES);
+    if (unknownOption !== "") throw invalid("unknown option " + unknownOption + "; the options are " + OPTION_NAMES.join(", "));
     const { transport, clock } = options;
     if (!transport || typeof transport.open !== "function" || typeof transport.write !== "function" || typeof transport.close !== "function") {
       throw invalid("transport must implement open(sink), write(bytes, offset, length) and close()");
@@ -266,6 +279,8 @@ export class MqttClient implements TransportSink, PacketSink {
     if (!clock || typeof clock.now !== "function" || typeof clock.setTimer !== "function" || typeof clock.clearTimer !== "function") {
       throw invalid("clock must implement now(), setTimer(delayMs, callback) and clearTimer()");
     }
+    const now = clock.now();
+    if (typeof now !== "number" || !Number.isFinite(now)) throw invalid("clock.now() must return milliseconds as a finite number, got " + shown(now));
     this.transport = transport;
     this.clock = clock;
 
@@ -288,6 +303,8 @@ export class MqttClient implements TransportSink, PacketSink {
 
     const settings = options.backoff ?? {};
     if (typeof settings !== "object") throw invalid("backoff must be an object");
+    const unknownSetting = unknownKey(settings, BACKOFF_SETTINGS);
+    if (unknownSetting !== "") throw invalid("unknown backoff setting " + unknownSetting + "; the settings are " + BACKOFF_SETTINGS.join(", "));
     this.backoff = new Backoff({
       baseMs: settings.baseMs ?? 1000,
       maxMs: settings.maxMs ?? 32000,
@@ -298,17 +315,21 @@ export class MqttClient implements TransportSink, PacketSink {
       seed: settings.seed,
     });
     // Devices sharing firmware must not retry in step: mix the client id into the default seed.
-    if (settings.seed === undefined) this.backoff.seed(fnv1a(clientId) ^ (clock.now() >>> 0));
+    if (settings.seed === undefined) this.backoff.seed(fnv1a(clientId) ^ (now >>> 0));
 
     const fields: ConnectFields = { clientId, cleanSession, keepAliveSeconds };
     if (options.username !== undefined) {
-      if (typeof options.username !== "string" || utf8Length(options.username) < 0) throw invalid("username must be a valid MQTT string");
+      const bytes = typeof options.username === "string" ? utf8Length(options.username) : -1;
+      if (bytes < 0 || bytes > MAX_STRING_BYTES) throw invalid("username must be a valid MQTT string of at most " + MAX_STRING_BYTES + " bytes");
       fields.username = options.username;
     }
     if (options.password !== undefined) {
-      const problem = payloadProblem(toPayload(options.password));
+      // MQTT 3.1.1 section 3.1.2.9: a password needs a user name.
+      if (options.username === undefined) throw invalid("password needs a username (MQTT 3.1.1 section 3.1.2.9)");
+      const password = toPayload(options.password);
+      const problem = payloadProblem(password) || (payloadLength(password) > MAX_STRING_BYTES ? "over " + MAX_STRING_BYTES + " bytes" : "");
       if (problem !== "") throw invalid("password: " + problem);
-      fields.password = this.bytesOf(toPayload(options.password));
+      fields.password = this.bytesOf(password);
     }
     if (options.will !== undefined) {
       const will = options.will;
@@ -384,7 +405,7 @@ export class MqttClient implements TransportSink, PacketSink {
 
   /** Sets the one handler of an event (replacing any earlier one); undefined removes it. */
   on<K extends EventName>(event: K, handler: ClientEvents[K] | undefined): this {
-    if (!(event in EVENT_NAMES)) throw invalid("unknown event " + String(event) + "; events are " + Object.keys(EVENT_NAMES).join(", "));
+    if (typeof event !== "string" || !Object.prototype.hasOwnProperty.call(EVENT_NAMES, event)) throw invalid("unknown event " + shown(event) + "; events are " + Object.keys(EVENT_NAMES).join(", "));
     checkOptionalFunction("handler for " + event, handler);
     this.handlers[event] = handler as never;
     return this;
@@ -732,7 +753,11 @@ export class MqttClient implements TransportSink, PacketSink {
    */
   private send(bytes: Uint8Array, offset: number, length: number): boolean {
     if (this.currentState < State.AwaitingConnack || this.currentState === State.Closing) return false;
-    if (!this.transport.write(bytes, offset, length)) return false;
+    const taken = this.transport.write(bytes, offset, length);
+    if (taken !== true) {
+      if (taken === false) return false;
+      throw invalid("transport.write() must return true (taken) or false (no room now), got " + shown(taken));
+    }
     this.lastSentAt = this.clock.now();
     return true;
   }

@@ -162,9 +162,22 @@ export function invalid(message: string): IoTLinkError {
   return new IoTLinkError(ErrorCode.InvalidArgument, message);
 }
 
+/** A value as an error message shows it: text quoted, so that "8883" does not read as the number 8883. */
+export function shown(value: unknown): string {
+  if (typeof value === "string") return "\"" + value + "\"";
+  if (typeof value === "function") return "a function";
+  return typeof value === "object" && value !== null ? "an object" : String(value);
+}
+
 /** Why `value` is not a whole number from `min` to `max`, naming it `name`; "" when it is one. */
 export function wholeNumberProblem(name: string, value: unknown, min: number, max: number): string {
-  return typeof value === "number" && Number.isInteger(value) && value >= min && value <= max ? "" : name + " must be a whole number from " + min + " to " + max + ", got " + String(value);
+  return typeof value === "number" && Number.isInteger(value) && value >= min && value <= max ? "" : name + " must be a whole number from " + min + " to " + max + ", got " + shown(value);
+}
+
+/** The first own or inherited enumerable key of `object` not in `names`, or "": a misspelt setting would otherwise be ignored. */
+export function unknownKey(object: object, names: readonly string[]): string {
+  for (const key in object) if (names.indexOf(key) < 0) return key;
+  return "";
 }
 
 /** `value`, checked by wholeNumberProblem(); an invalid-argument error otherwise. */

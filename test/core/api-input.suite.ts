@@ -3,8 +3,8 @@
 // message names the problem, nothing is queued or sent, and the client state is unchanged, online
 // and offline alike. Portable: runs on Node and XS.
 import { MqttClient } from "../../modules/client";
-import { ErrorCode, IoTLinkError } from "../../modules/types";
-import { deepEqual, equal, ok, test } from "../harness";
+import { ErrorCode, IoTLinkError, type Transport, type TransportSink } from "../../modules/types";
+import { deepEqual, equal, ok, test, throws } from "../harness";
 import { connected, session, type Session } from "../support/session";
 
 function snapshot(s: Session): string {
@@ -72,6 +72,8 @@ const BAD_SUBSCRIPTIONS: [string, (s: Session) => unknown, string][] = [
   ["filter not a string", (s) => s.client.subscribe(null as never, 1), "topic filter must be a string"],
   ["subscribe qos 2", (s) => s.client.subscribe("a/b", 2), "qos must be 0 or 1"],
   ["subscribe qos -1", (s) => s.client.subscribe("a/b", -1), "qos must be 0 or 1"],
+  ["subscribe with the handler where qos goes (MQTT.js's order)", (s) => s.client.subscribe("a/b", (() => undefined) as never), "qos must be 0 or 1 (QoS 2 is not supported), got a function"],
+  ["subscribe qos as text", (s) => s.client.subscribe("a/b", "1" as never), "qos must be 0 or 1 (QoS 2 is not supported), got \"1\""],
   ["subscribe onAck not a function", (s) => s.client.subscribe("a/b", 1, undefined, 5 as never), "onAck must be a function"],
   ["subscribe filter over maxPacketBytes", (s) => s.client.subscribe("f".repeat(2100), 0), "exceeds maxPacketBytes"],
   ["unsubscribe filter empty", (s) => s.client.unsubscribe(""), "must not be empty"],
@@ -132,7 +134,7 @@ const BAD_SETTINGS: [string, object, string][] = [
   ["clientId with U+0000", { clientId: "a\u0000" }, "clientId is not a valid MQTT string"],
   ["cleanSession as text", { cleanSession: "yes" }, "cleanSession must be a boolean"],
   ["keepAliveSeconds -1", { keepAliveSeconds: -1 }, "keepAliveSeconds must be a whole number from 0 to 65535"],
-  ["keepAliveSeconds as text", { keepAliveSeconds: "60" }, "keepAliveSeconds"],
+  ["keepAliveSeconds as text", { keepAliveSeconds: "60" }, "keepAliveSeconds must be a whole number from 0 to 65535, got \"60\""],
   ["connectTimeoutMs 0", { connectTimeoutMs: 0 }, "connectTimeoutMs must be a whole number from 1"],
   ["connectTimeoutMs Infinity", { connectTimeoutMs: Infinity }, "connectTimeoutMs"],
   ["operationTimeoutMs NaN", { operationTimeoutMs: Number.NaN }, "operationTimeoutMs"],
@@ -155,12 +157,22 @@ const BAD_SETTINGS: [string, object, string][] = [
   ["backoff random not a function", { backoff: { random: 4 } }, "random must be a function"],
   ["username with a lone surrogate", { username: "u\ud800" }, "username must be a valid MQTT string"],
   ["username not a string", { username: 5 }, "username must be a valid MQTT string"],
-  ["password as number", { password: 1234 }, "password: payload must be"],
+  ["password as number", { username: "u", password: 1234 }, "password: payload must be"],
+  ["password without a username (MQTT forbids it)", { password: "secret" }, "password needs a username (MQTT 3.1.1 section 3.1.2.9)"],
+  ["password over 65535 bytes", { username: "u", password: new Uint8Array(65536), maxPacketBytes: 200000 }, "password: over 65535 bytes"],
+  ["username over 65535 bytes", { username: "u".repeat(65536), maxPacketBytes: 200000 }, "username must be a valid MQTT string of at most 65535 bytes"],
+  ["will payload over 65535 bytes", { will: { topic: "w", payload: new Uint8Array(65536) }, maxPacketBytes: 200000 }, "will: payload of 65536 bytes is over the 65535 a will can carry"],
+  ["will with an unknown field", { will: { topic: "w", payload: "x", retained: true } }, "will: unknown field retained; the fields are topic, payload, qos, retain"],
+  ["will qos null", { will: { topic: "w", payload: "x", qos: null } }, "will: qos must be a whole number from 0 to 1, got null"],
+  ["an unknown option (a typo would be ignored)", { keepAlive: 10 }, "unknown option keepAlive; the options are clientId, transport, clock,"],
+  ["an unknown backoff setting", { backoff: { base: 10 } }, "unknown backoff setting base; the settings are baseMs, maxMs, stableMs, jitter, maxAttempts, random, seed"],
+  ["a clock whose now() is not a number", { clock: { now: () => undefined, setTimer: () => 0, clearTimer: () => undefined } }, "clock.now() must return milliseconds as a finite number, got undefined"],
+  ["a clock whose now() is NaN", { clock: { now: () => Number.NaN, setTimer: () => 0, clearTimer: () => undefined } }, "clock.now() must return milliseconds as a finite number, got NaN"],
   ["will without a topic", { will: { payload: "x" } }, "will: topic must be a string"],
   ["will qos 2", { will: { topic: "w", payload: "x", qos: 2 } }, "will: qos must be a whole number from 0 to 1, got 2"],
   ["will null", { will: null }, "will must be an object with topic and payload"],
   ["will as a string", { will: "w" }, "will must be an object with topic and payload"],
-  ["will retain not a boolean", { will: { topic: "w", payload: "x", retain: "yes" } }, "will: retain must be a boolean, got yes"],
+  ["will retain not a boolean", { will: { topic: "w", payload: "x", retain: "yes" } }, "will: retain must be a boolean, got \"yes\""],
   ["will topic with a wildcard", { will: { topic: "w/#", payload: "x" } }, "will: topic name must not contain wildcards"],
   ["will payload as number", { will: { topic: "w", payload: 3 } }, "will: payload must be"],
   ["CONNECT larger than maxPacketBytes", { maxPacketBytes: 64, will: { topic: "w", payload: "x".repeat(100) } }, "CONNECT (client id, will, credentials) exceeds maxPacketBytes"],
@@ -192,4 +204,19 @@ test("API input: backoff.jitter must be a boolean (a truthy non-boolean must not
   }
   ok(thrown instanceof IoTLinkError, "jitter: \"yes\" is refused, got " + String(thrown));
   ok((thrown as Error).message.indexOf("jitter") >= 0, String(thrown));
+});
+
+test("API input: a transport whose write() returns neither true nor false is named at its first write", () => {
+  const base = session();
+  let sink: TransportSink | undefined;
+  const transport: Transport = {
+    open: (s: TransportSink) => {
+      sink = s;
+    },
+    write: () => undefined as never,
+    close: () => undefined,
+  };
+  const client = new MqttClient({ clientId: "x", transport, clock: base.clock });
+  client.connect();
+  throws(() => (sink as TransportSink).onTransportConnected(), "transport.write() must return true (taken) or false (no room now), got undefined");
 });

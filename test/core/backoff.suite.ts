@@ -193,11 +193,14 @@ test("backoff: jitter with an injected random source, including hostile values",
     ok(Number.isInteger(delay) && delay >= 0 && delay <= ceiling, "random " + values[i % values.length] + " gave " + delay + ", ceiling " + ceiling);
   }
   equal(calls, 40, "one draw per delay");
-  // Without jitter the source is never consulted.
-  let unused = 0;
-  const plain = new Backoff({ baseMs: 10, maxMs: 20, stableMs: 10, random: () => ++unused });
-  deepEqual(delays(plain, 3), [10, 20, 20]);
-  equal(unused, 0, "no draw without jitter");
+  // A source that breaks its contract gives that attempt the full delay, never 0 (Math.random's
+  // fractions would otherwise make every reconnect immediate).
+  const fractions = new Backoff({ baseMs: 1000, maxMs: 32000, stableMs: 1, jitter: true, random: () => 0.75 });
+  deepEqual(delays(fractions, 4), [1000, 2000, 4000, 8000]);
+  let draw = 0;
+  const hostile = [-1, 2 ** 32, 0.5, Number.NaN, Infinity, "7" as unknown as number, undefined as unknown as number, 5];
+  const mixed = new Backoff({ baseMs: 1000, maxMs: 1000, stableMs: 1, jitter: true, random: () => hostile[draw++] });
+  deepEqual(delays(mixed, hostile.length), [1000, 1000, 1000, 1000, 1000, 1000, 1000, 5], "every contract breach gives the ceiling; a valid draw is used");
   // A source stuck at one value gives one value per ceiling: the delay follows the source.
   const stuck = new Backoff({ baseMs: 1000, maxMs: 1000, stableMs: 1, jitter: true, random: () => 0 });
   deepEqual(delays(stuck, 3), [0, 0, 0]);
@@ -258,7 +261,8 @@ test("backoff: backoffProblem accepts sound settings", () => {
   equal(backoffProblem({ baseMs: 1, maxMs: 1, stableMs: 1 }), "", "the smallest");
   equal(backoffProblem({ baseMs: MAX_DELAY_MS, maxMs: MAX_DELAY_MS, stableMs: MAX_DELAY_MS, maxAttempts: MAX_DELAY_MS }), "", "the largest");
   equal(backoffProblem({ baseMs: 30000, maxMs: 60000, stableMs: 1000 }), "", "stable below base is allowed (unlike the Python SDK)");
-  equal(backoffProblem({ baseMs: 1, maxMs: 2, stableMs: 3, jitter: true, maxAttempts: 0, random: () => 4, seed: 0xffffffff }), "", "every option");
+  equal(backoffProblem({ baseMs: 1, maxMs: 2, stableMs: 3, jitter: true, maxAttempts: 0, random: () => 4 }), "", "every option, with an injected source");
+  equal(backoffProblem({ baseMs: 1, maxMs: 2, stableMs: 3, jitter: true, maxAttempts: 0, seed: 0xffffffff }), "", "every option, with a seed");
   equal(backoffProblem({ baseMs: 1, maxMs: 2, stableMs: 3, seed: 0 }), "", "seed 0");
 });
 
@@ -267,7 +271,7 @@ const BAD: readonly [string, Record<string, unknown>, string][] = [
   ["negative base", { baseMs: -1000 }, "backoff baseMs must be a whole number from 1 to 2147483647, got -1000"],
   ["fractional base", { baseMs: 1.5 }, "backoff baseMs must be a whole number from 1 to 2147483647, got 1.5"],
   ["NaN base", { baseMs: Number.NaN }, "backoff baseMs must be a whole number from 1 to 2147483647, got NaN"],
-  ["base as a string", { baseMs: "1000" }, "backoff baseMs must be a whole number from 1 to 2147483647, got 1000"],
+  ["base as a string", { baseMs: "1000" }, "backoff baseMs must be a whole number from 1 to 2147483647, got \"1000\""],
   ["base over 2^31 - 1", { baseMs: 0x80000000, maxMs: 0x80000000 }, "backoff baseMs must be a whole number from 1 to 2147483647, got 2147483648"],
   ["missing base", { baseMs: undefined }, "backoff baseMs must be a whole number from 1 to 2147483647, got undefined"],
   ["max 0", { maxMs: 0 }, "backoff maxMs must be a whole number from 1 to 2147483647, got 0"],
@@ -280,8 +284,11 @@ const BAD: readonly [string, Record<string, unknown>, string][] = [
   ["jitter not a boolean", { jitter: 1 }, "backoff jitter must be a boolean, got 1"],
   ["negative maxAttempts", { maxAttempts: -1 }, "backoff maxAttempts must be a whole number from 0 to 2147483647, got -1"],
   ["fractional maxAttempts", { maxAttempts: 2.5 }, "backoff maxAttempts must be a whole number from 0 to 2147483647, got 2.5"],
-  ["maxAttempts as a string", { maxAttempts: "3" }, "backoff maxAttempts must be a whole number from 0 to 2147483647, got 3"],
-  ["random not a function", { random: 42 }, "backoff random must be a function returning a 32-bit unsigned integer"],
+  ["maxAttempts as a string", { maxAttempts: "3" }, "backoff maxAttempts must be a whole number from 0 to 2147483647, got \"3\""],
+  ["random not a function", { random: 42, jitter: true }, "backoff random must be a function returning a 32-bit unsigned integer"],
+  ["random without jitter (it would never be called)", { random: () => 1 }, "backoff random is only used with jitter: true"],
+  ["random with jitter off", { random: () => 1, jitter: false }, "backoff random is only used with jitter: true"],
+  ["random and seed (the seed would be ignored)", { random: () => 1, jitter: true, seed: 7 }, "backoff seed is for the default random source: give random or seed, not both"],
   ["negative seed", { seed: -1 }, "backoff seed must be a whole number from 0 to 4294967295, got -1"],
   ["seed over 32 bits", { seed: 0x100000000 }, "backoff seed must be a whole number from 0 to 4294967295, got 4294967296"],
   ["fractional seed", { seed: 1.5 }, "backoff seed must be a whole number from 0 to 4294967295, got 1.5"],

@@ -254,4 +254,9 @@ test("bad settings are rejected at construction with a clear error", () => {
   throws(make({ inflightBytes: 100 }), "inflightBytes");
   throws(() => new MqttClient({ clientId: "x", clock: base.clock } as never), "transport must implement");
   throws(() => base.client.on("nonsense" as never, (() => undefined) as never), "unknown event");
+  // Names the handler table inherits, and names that only become one as text, are not events.
+  for (const name of ["toString", "constructor", "__proto__", "hasOwnProperty", ["error"]]) {
+    throws(() => base.client.on(name as never, (() => undefined) as never), "unknown event", String(name));
+  }
+  throws(() => base.client.on(["error"] as never, (() => undefined) as never), "unknown event an object; events are online, offline,");
 });
