@@ -20,7 +20,8 @@ function text(key: string, fallback: string): string {
 
 function whole(key: string, fallback: number, min: number, max: number): number {
   const raw = settings[key];
-  const value = raw === undefined || raw === "" ? fallback : typeof raw === "string" ? Number(raw) : raw;
+  // Digits only: Number() would read " " as 0 and "0x1f" or "6e1" as numbers.
+  const value = raw === undefined || raw === "" ? fallback : typeof raw === "string" ? (/^\d+$/.test(raw) ? Number(raw) : Number.NaN) : raw;
   if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
     throw new Error("config " + key + " must be a whole number from " + min + " to " + max + ", got " + String(raw));
   }
@@ -58,11 +59,14 @@ const endpoint: EndpointSettings = {
   serverName: text("serverName", "") || undefined,
   // AWS IoT Core speaks MQTT on 443 only with this ALPN protocol.
   alpn: port === 443 ? ["x-amzn-mqtt-ca"] : undefined,
-  caResource: plaintext ? undefined : text("caResource", "ca.der"),
-  certificateResource: plaintext ? undefined : text("certificateResource", "device-cert.der"),
-  keyResource: plaintext ? undefined : text("keyResource", "device-key.der"),
+  // With plaintext the defaults fall away, and a resource given anyway is refused by the transport.
+  caResource: text("caResource", plaintext ? "" : "ca.der") || undefined,
+  certificateResource: text("certificateResource", plaintext ? "" : "device-cert.der") || undefined,
+  keyResource: text("keyResource", plaintext ? "" : "device-key.der") || undefined,
   plaintext,
 };
+const maxPacketBytes = whole("maxPacketBytes", 2048, 64, 131072);
+const queueEntries = whole("queueEntries", 64, 0, 65535);
 const telemetryIntervalMs = whole("telemetryIntervalMs", 5000, 10, 86400000);
 const telemetryCount = whole("telemetryCount", 0, 0, 0x7fffffff);
 const statusIntervalMs = whole("statusIntervalMs", 10000, 100, 86400000);
@@ -71,7 +75,7 @@ const runForMs = whole("runForMs", 0, 0, 0x7fffffff);
 const clock = moddablePlatform.createClock();
 const client = new MqttClient({
   clientId,
-  transport: moddablePlatform.createTransport(endpoint),
+  transport: moddablePlatform.createTransport(endpoint, maxPacketBytes),
   clock,
   cleanSession: flag("cleanSession", true),
   keepAliveSeconds: whole("keepAliveSeconds", 60, 0, 65535),
@@ -83,12 +87,12 @@ const client = new MqttClient({
     stableMs: whole("backoffStableMs", 20000, 1, 0x7fffffff),
     jitter: flag("backoffJitter", false),
   },
-  queueEntries: whole("queueEntries", 64, 0, 65535),
-  queueBytes: whole("queueBytes", 8192, 0, 0x7fffffff),
+  queueEntries,
+  queueBytes: whole("queueBytes", queueEntries === 0 ? 0 : 8192, 0, 0x7fffffff),
   dropPolicy: choice("dropPolicy", "oldest", ["oldest", "newest"]) === "newest" ? DROP_NEWEST : DROP_OLDEST,
   inflightWindow: whole("inflightWindow", 10, 1, 100),
   drainIntervalMs: whole("drainIntervalMs", 500, 0, 0x7fffffff),
-  maxPacketBytes: whole("maxPacketBytes", 2048, 64, 131072),
+  maxPacketBytes,
 });
 
 const startedAt = clock.now();

@@ -3,9 +3,9 @@
 // the client; where the Python SDK is defective this facade does what its README says instead.
 
 import { MAX_DELAY_MS } from "./backoff";
-import { type ClientOptions, type InboundMessage, MqttClient, type WillSettings, willProblem } from "./client";
+import { checkOptionalFunction, checkQos, type ClientOptions, DEFAULT_MAX_PACKET_BYTES, type InboundMessage, MqttClient, type WillSettings, willProblem } from "./client";
 import { type Payload, payloadLength } from "./packet";
-import { utf8Length } from "./topic";
+import { MAX_STRING_BYTES, utf8Length } from "./topic";
 import {
   Accepted,
   ACK_STATUS_NAMES,
@@ -16,8 +16,11 @@ import {
   ErrorCode,
   invalid,
   IoTLinkError,
+  hostProblem,
   type Platform,
+  shown,
   wholeNumber,
+  wholeNumberProblem,
 } from "./types";
 
 export { DROP_NEWEST, DROP_OLDEST };
@@ -41,9 +44,18 @@ export interface AWSIoTMessage {
 
 export type AWSIoTMessageCallback = (client: AWSIoTMQTTClientCore, userdata: null, message: AWSIoTMessage) => void;
 
+/** Seconds as whole milliseconds, at least 1 ms and within the timer's range. */
 function positiveSeconds(name: string, value: unknown): number {
-  if (typeof value !== "number" || !(value > 0) || value > 2147483) throw invalid(name + " must be a number of seconds above 0, got " + String(value));
-  return Math.round(value * 1000);
+  const ms = typeof value === "number" ? Math.round(value * 1000) : Number.NaN;
+  if (!(ms >= 1 && ms <= MAX_DELAY_MS)) throw invalid(name + " must be a number of seconds from 0.001 to 2147483, got " + shown(value));
+  return ms;
+}
+
+/** A handler, or undefined for none (null too, as Python's None). */
+function handlerOrNone<T>(name: string, handler: T | null | undefined): T | undefined {
+  if (handler === null) return undefined;
+  checkOptionalFunction(name, handler);
+  return handler;
 }
 
 function copyMessage(message: InboundMessage): AWSIoTMessage {
@@ -64,11 +76,9 @@ export class AWSIoTMQTTClientCore {
   static readonly DROP_OLDEST = DROP_OLDEST;
   static readonly DROP_NEWEST = DROP_NEWEST;
 
-  /** Called with no arguments when the client comes online / goes offline. */
-  onOnline: (() => void) | undefined;
-  onOffline: (() => void) | undefined;
-  /** Called for every inbound message. */
-  onMessage: ((message: AWSIoTMessage) => void) | undefined;
+  private onlineHandler: (() => void) | undefined;
+  private offlineHandler: (() => void) | undefined;
+  private messageHandler: ((message: AWSIoTMessage) => void) | undefined;
 
   private readonly platform: Platform;
   private readonly options: Partial<ClientOptions> & { clientId: string };
@@ -81,12 +91,35 @@ export class AWSIoTMQTTClientCore {
   private connectAck: ((mid: number, returnCode: number) => void) | undefined;
 
   constructor(platform: Platform, clientID: string, protocolType = MQTTv3_1_1, useWebsocket = false, cleanSession = true) {
-    if (typeof clientID !== "string" || clientID.length === 0 || utf8Length(clientID) < 0) throw invalid("clientID must be a non-empty, valid MQTT string");
+    const idBytes = typeof clientID === "string" ? utf8Length(clientID) : -1;
+    if (idBytes < 1 || idBytes > MAX_STRING_BYTES) throw invalid("clientID must be a non-empty, valid MQTT string of at most " + MAX_STRING_BYTES + " bytes");
     if (protocolType !== MQTTv3_1_1) throw invalid("only MQTT 3.1.1 (protocolType 4) is supported");
+    if (typeof useWebsocket !== "boolean") throw invalid("useWebsocket must be a boolean, got " + shown(useWebsocket));
     if (useWebsocket) throw invalid("MQTT over WebSocket is not supported: use X.509 mutual TLS on port 8883 or 443");
     if (typeof cleanSession !== "boolean") throw invalid("cleanSession must be a boolean");
     this.platform = platform;
     this.options = { clientId: clientID, cleanSession, keepAliveSeconds: 600, queueEntries: 256, queueBytes: 32768, dropPolicy: DROP_NEWEST };
+  }
+
+  /** Called with no arguments when the client comes online / goes offline. */
+  get onOnline(): (() => void) | undefined {
+    return this.onlineHandler;
+  }
+  set onOnline(handler: (() => void) | undefined) {
+    this.onlineHandler = handlerOrNone("onOnline", handler);
+  }
+  get onOffline(): (() => void) | undefined {
+    return this.offlineHandler;
+  }
+  set onOffline(handler: (() => void) | undefined) {
+    this.offlineHandler = handlerOrNone("onOffline", handler);
+  }
+  /** Called for every inbound message. */
+  get onMessage(): ((message: AWSIoTMessage) => void) | undefined {
+    return this.messageHandler;
+  }
+  set onMessage(handler: ((message: AWSIoTMessage) => void) | undefined) {
+    this.messageHandler = handlerOrNone("onMessage", handler);
   }
 
   // ------------------------------------------------------------ configuration
@@ -98,8 +131,8 @@ export class AWSIoTMQTTClientCore {
   /** Port 443 turns on ALPN "x-amzn-mqtt-ca", as AWS IoT Core requires for MQTT on 443. */
   configureEndpoint(hostName: string, portNumber: number): void {
     this.configurable("configureEndpoint");
-    if (typeof hostName !== "string" || hostName.length === 0) throw invalid("hostName must be a non-empty string");
-    wholeNumber("portNumber", portNumber, 1, 65535);
+    const problem = hostProblem("hostName", hostName) || wholeNumberProblem("portNumber", portNumber, 1, 65535);
+    if (problem !== "") throw invalid(problem);
     this.endpoint = { ...this.endpoint, host: hostName, port: portNumber, alpn: portNumber === 443 ? ["x-amzn-mqtt-ca"] : undefined };
   }
 
@@ -130,6 +163,7 @@ export class AWSIoTMQTTClientCore {
 
   configureLastWill(topic: string, payload: Payload, QoS: number, retain = false): void {
     this.configurable("configureLastWill");
+    checkQos(QoS);
     const will: WillSettings = { topic, payload, qos: QoS, retain };
     const problem = willProblem(will);
     if (problem !== "") throw invalid(problem);
@@ -143,8 +177,11 @@ export class AWSIoTMQTTClientCore {
 
   configureUsernamePassword(username: string, password?: string): void {
     this.configurable("configureUsernamePassword");
-    if (typeof username !== "string" || utf8Length(username) < 0) throw invalid("username must be a valid MQTT string");
-    if (password !== undefined && (typeof password !== "string" || payloadLength(password) < 0)) throw invalid("password must be a string of valid UTF-8 (no lone surrogate)");
+    // The metrics suffix may add to the user name: the client checks the total at connect().
+    const userBytes = typeof username === "string" ? utf8Length(username) : -1;
+    if (userBytes < 0 || userBytes > MAX_STRING_BYTES) throw invalid("username must be a valid MQTT string of at most " + MAX_STRING_BYTES + " bytes");
+    const passwordBytes = typeof password === "string" ? payloadLength(password) : -1;
+    if (password !== undefined && (passwordBytes < 0 || passwordBytes > MAX_STRING_BYTES)) throw invalid("password must be a string of valid UTF-8 (no lone surrogate) of at most " + MAX_STRING_BYTES + " bytes");
     this.username = username;
     this.options.password = password;
   }
@@ -186,6 +223,7 @@ export class AWSIoTMQTTClientCore {
   configureOfflinePublishQueueing(queueSize: number, dropBehavior = DROP_NEWEST, queueBytes?: number): void {
     this.configurable("configureOfflinePublishQueueing");
     wholeNumber("queueSize (-1: the largest ring, 0: no queue)", queueSize, -1, 65535);
+    if (queueSize === 0 && queueBytes !== undefined && queueBytes !== 0) throw invalid("queueBytes has no use with queueSize 0 (no queue), got " + shown(queueBytes));
     if (dropBehavior !== DROP_OLDEST && dropBehavior !== DROP_NEWEST) throw invalid("dropBehavior must be DROP_OLDEST (0) or DROP_NEWEST (1)");
     const entries = queueSize === -1 ? 256 : queueSize;
     const bytes = wholeNumber("queueBytes", queueBytes ?? (queueSize === -1 ? 32768 : entries * 128), entries > 0 ? 1 : 0, 0x7fffffff);
@@ -206,7 +244,8 @@ export class AWSIoTMQTTClientCore {
 
   configureDrainingFrequency(frequencyInHz: number): void {
     this.configurable("configureDrainingFrequency");
-    if (typeof frequencyInHz !== "number" || !(frequencyInHz > 0) || frequencyInHz > 1000) throw invalid("frequencyInHz must be above 0 and at most 1000, got " + String(frequencyInHz));
+    // At most one request per 1000 s: a slower drain would outlast any timer.
+    if (typeof frequencyInHz !== "number" || !(frequencyInHz >= 0.001 && frequencyInHz <= 1000)) throw invalid("frequencyInHz must be from 0.001 to 1000, got " + shown(frequencyInHz));
     this.options.drainIntervalMs = Math.floor(1000 / frequencyInHz);
   }
 
@@ -229,7 +268,12 @@ export class AWSIoTMQTTClientCore {
 
   private build(keepAliveIntervalSecond: number): MqttClient {
     wholeNumber("keepAliveIntervalSecond", keepAliveIntervalSecond, 0, 65535);
-    if (this.client) return this.client;
+    if (this.client) {
+      if (keepAliveIntervalSecond * 1000 !== this.client.keepAliveMs) {
+        throw invalid("keepAliveIntervalSecond is fixed at the first connect() (" + this.client.keepAliveMs / 1000 + " s), got " + keepAliveIntervalSecond);
+      }
+      return this.client;
+    }
     const endpoint = this.endpoint;
     if (!endpoint) throw invalid("call configureEndpoint(hostName, portNumber) before connect()");
     if (!endpoint.caResource && !this.plaintextAllowed) {
@@ -242,14 +286,14 @@ export class AWSIoTMQTTClientCore {
       ...this.options,
       keepAliveSeconds: keepAliveIntervalSecond,
       username,
-      transport: this.platform.createTransport(settings),
+      transport: this.platform.createTransport(settings, this.options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES),
       clock: this.platform.createClock(),
     });
     client.on("online", () => {
       this.settleConnect(0, undefined);
-      this.notify(this.onOnline);
+      this.notify(this.onlineHandler);
     });
-    client.on("offline", () => this.notify(this.onOffline));
+    client.on("offline", () => this.notify(this.offlineHandler));
     client.on("error", (error) => {
       if (error.code === ErrorCode.ConnectionRefused || error.code === ErrorCode.ConnectFailed || error.code === ErrorCode.ConnectTimeout || error.code === ErrorCode.GaveUp) {
         const match = /CONNACK (\d+)/.exec(error.message);
@@ -257,7 +301,7 @@ export class AWSIoTMQTTClientCore {
       }
     });
     client.on("message", (message) => {
-      const handler = this.onMessage;
+      const handler = this.messageHandler;
       if (handler) handler(copyMessage(message));
     });
     this.client = client;
@@ -295,8 +339,8 @@ export class AWSIoTMQTTClientCore {
 
   /** ackCallback(mid, returnCode): 0 accepted, 1-5 CONNACK refusals, -1 no CONNACK (network, TLS, timeout). */
   connectAsync(keepAliveIntervalSecond = 600, ackCallback?: (mid: number, returnCode: number) => void): number {
+    checkOptionalFunction("ackCallback", ackCallback);
     const client = this.build(keepAliveIntervalSecond);
-    if (ackCallback !== undefined && typeof ackCallback !== "function") throw invalid("ackCallback must be a function");
     this.connectAck = ackCallback;
     client.connect();
     return 0;
@@ -309,7 +353,7 @@ export class AWSIoTMQTTClientCore {
   }
 
   disconnectAsync(ackCallback?: (mid: number, data: number) => void): number {
-    if (ackCallback !== undefined && typeof ackCallback !== "function") throw invalid("ackCallback must be a function");
+    checkOptionalFunction("ackCallback", ackCallback);
     if (this.client) this.client.disconnect();
     const pending = this.pendingConnect;
     this.pendingConnect = undefined;
@@ -331,6 +375,7 @@ export class AWSIoTMQTTClientCore {
    * (it is then still in flight: do not publish it again).
    */
   publish(topic: string, payload: Payload | ArrayBuffer, QoS: number): Promise<boolean> {
+    checkQos(QoS);
     checkAwsPayload(payload);
     return new Promise((resolve, reject) => {
       const accepted = this.requireClient().publish(topic, payload, QoS, false, QoS === 1 ? (status) => settleAck(status, resolve, reject) : undefined);
@@ -342,7 +387,8 @@ export class AWSIoTMQTTClientCore {
 
   /** Returns the packet id, or "QUEUED". ackCallback(mid, status) keeps working for queued requests. */
   publishAsync(topic: string, payload: Payload | ArrayBuffer, QoS: number, ackCallback?: (mid: number, status: string) => void): number | "QUEUED" {
-    if (ackCallback !== undefined && typeof ackCallback !== "function") throw invalid("ackCallback must be a function");
+    checkQos(QoS);
+    checkOptionalFunction("ackCallback", ackCallback);
     checkAwsPayload(payload);
     const client = this.requireClient();
     const accepted = client.publish(topic, payload, QoS, false, ackCallback ? (status, mid) => ackCallback(mid, ACK_STATUS_NAMES[status]) : undefined);
@@ -351,6 +397,7 @@ export class AWSIoTMQTTClientCore {
 
   /** Resolves true at SUBACK (false if queued); rejects if the broker refuses it or the SUBACK is late. */
   subscribe(topic: string, QoS: number, callback?: AWSIoTMessageCallback): Promise<boolean> {
+    checkQos(QoS);
     return new Promise((resolve, reject) => {
       const accepted = this.requireClient().subscribe(topic, QoS, this.adapt(callback), (status) => settleAck(status, resolve, reject));
       if (accepted === Accepted.Dropped) reject(droppedError());
@@ -360,7 +407,8 @@ export class AWSIoTMQTTClientCore {
 
   /** ackCallback(mid, [grantedQoS]) with 128 for a refusal, as in Python. */
   subscribeAsync(topic: string, QoS: number, ackCallback?: (mid: number, data: number[]) => void, messageCallback?: AWSIoTMessageCallback): number | "QUEUED" {
-    if (ackCallback !== undefined && typeof ackCallback !== "function") throw invalid("ackCallback must be a function");
+    checkQos(QoS);
+    checkOptionalFunction("ackCallback", ackCallback);
     const client = this.requireClient();
     const accepted = client.subscribe(topic, QoS, this.adapt(messageCallback), ackCallback ? (_status, mid, granted) => ackCallback(mid, [granted]) : undefined);
     return this.midOf(client, accepted, 1);
@@ -375,7 +423,7 @@ export class AWSIoTMQTTClientCore {
   }
 
   unsubscribeAsync(topic: string, ackCallback?: (mid: number) => void): number | "QUEUED" {
-    if (ackCallback !== undefined && typeof ackCallback !== "function") throw invalid("ackCallback must be a function");
+    checkOptionalFunction("ackCallback", ackCallback);
     const client = this.requireClient();
     const accepted = client.unsubscribe(topic, ackCallback ? (_status, mid) => ackCallback(mid) : undefined);
     return this.midOf(client, accepted, 1);
@@ -388,8 +436,8 @@ export class AWSIoTMQTTClientCore {
   }
 
   private adapt(callback: AWSIoTMessageCallback | undefined): ((message: InboundMessage) => void) | undefined {
+    checkOptionalFunction("callback", callback);
     if (callback === undefined) return undefined;
-    if (typeof callback !== "function") throw invalid("callback must be a function");
     return (message) => callback(this, null, copyMessage(message));
   }
 }

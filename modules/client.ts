@@ -158,11 +158,14 @@ const OPTION_NAMES = ["clientId", "transport", "clock", "cleanSession", "keepAli
 const BACKOFF_SETTINGS = ["baseMs", "maxMs", "stableMs", "jitter", "maxAttempts", "random", "seed"];
 const WILL_FIELDS = ["topic", "payload", "qos", "retain"];
 
-function checkOptionalFunction(name: string, value: unknown): void {
+/** The largest packet either way when maxPacketBytes is not given. */
+export const DEFAULT_MAX_PACKET_BYTES = 2048;
+
+export function checkOptionalFunction(name: string, value: unknown): void {
   if (value !== undefined && typeof value !== "function") throw invalid(name + " must be a function");
 }
 
-function checkQos(qos: unknown): void {
+export function checkQos(qos: unknown): void {
   if (qos !== 0 && qos !== 1) throw invalid("qos must be 0 or 1 (QoS 2 is not supported), got " + shown(qos));
 }
 
@@ -298,7 +301,7 @@ export class MqttClient implements TransportSink, PacketSink {
     this.connectTimeoutMs = wholeNumber("connectTimeoutMs", options.connectTimeoutMs ?? 30000, 1, MAX_DELAY_MS);
     this.operationTimeoutMs = wholeNumber("operationTimeoutMs", options.operationTimeoutMs ?? 5000, 1, MAX_DELAY_MS);
     this.drainIntervalMs = wholeNumber("drainIntervalMs", options.drainIntervalMs ?? 500, 0, MAX_DELAY_MS);
-    this.maxPacketBytes = wholeNumber("maxPacketBytes", options.maxPacketBytes ?? 2048, 16, 268435460);
+    this.maxPacketBytes = wholeNumber("maxPacketBytes", options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES, 16, 268435460);
     this.dropPolicy = wholeNumber("dropPolicy (DROP_OLDEST = 0, DROP_NEWEST = 1)", options.dropPolicy ?? DROP_NEWEST, DROP_OLDEST, DROP_NEWEST);
 
     const settings = options.backoff ?? {};

@@ -207,5 +207,13 @@ export interface EndpointSettings {
 export interface Platform {
   /** A new Clock for one client: a Clock serves one client, whose single timer it re-arms. */
   createClock(): Clock;
-  createTransport(endpoint: EndpointSettings): Transport;
+  /** A transport that can take any packet up to `largestPacketBytes` (the client's maxPacketBytes). */
+  createTransport(endpoint: EndpointSettings, largestPacketBytes?: number): Transport;
+}
+
+/** What is wrong with a host name or address, or "": a URL or a host:port given here is a common slip. */
+export function hostProblem(name: string, host: unknown): string {
+  if (typeof host !== "string" || host.length === 0) return name + " must be a non-empty string";
+  // One colon is a port; an IPv6 address has several.
+  return /[\s/]/.test(host) || /^[^:]*:[^:]*$/.test(host) ? name + " must be a bare host name or address (no scheme, port, path or spaces), got " + shown(host) : "";
 }

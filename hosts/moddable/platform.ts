@@ -9,8 +9,8 @@ export const moddablePlatform: Platform = {
   createClock(): Clock {
     return new TimerClock();
   },
-  createTransport(endpoint: EndpointSettings): Transport {
-    return new SocketTransport(endpoint);
+  createTransport(endpoint: EndpointSettings, largestPacketBytes?: number): Transport {
+    return new SocketTransport(endpoint, largestPacketBytes);
   },
 };
 

@@ -7,7 +7,7 @@
 import Resource from "Resource";
 import SecureSocket from "securesocket";
 import { Socket } from "socket";
-import { CONTROL_PACKET_BYTES, type EndpointSettings, invalid, type Transport, type TransportSink, wholeNumberProblem } from "../../modules/types";
+import { CONTROL_PACKET_BYTES, type EndpointSettings, hostProblem, invalid, type Transport, type TransportSink, wholeNumberProblem } from "../../modules/types";
 
 const CONNECTED = 1;
 const READABLE = 2;
@@ -19,6 +19,9 @@ const DISCONNECTED = -1;
  * flight to one client (AWS IoT Core allows 100, Mosquitto 20 by default), so a PUBACK finds room.
  */
 const CONTROL_RESERVE_BYTES = 512;
+
+/** The transmit buffer's size, unless the largest packet is larger. */
+const TRANSMIT_BUFFER_BYTES = 4096;
 
 interface MinimalSocket {
   callback: (message: number, value?: number) => void;
@@ -36,14 +39,15 @@ function isName(value: unknown): value is string {
 function endpointProblem(endpoint: EndpointSettings): string {
   if (typeof endpoint !== "object" || endpoint === null) return "endpoint must be an object";
   const { host, port, plaintext, caResource, certificateResource, keyResource, serverName, alpn } = endpoint;
-  if (!isName(host)) return "endpoint host must be a non-empty string";
-  const portProblem = wholeNumberProblem("endpoint port", port, 1, 65535);
-  if (portProblem !== "") return portProblem;
+  const problem = hostProblem("endpoint host", host) || wholeNumberProblem("endpoint port", port, 1, 65535);
+  if (problem !== "") return problem;
   if (plaintext !== undefined && typeof plaintext !== "boolean") return "plaintext must be true or false";
   if (serverName !== undefined && !isName(serverName)) return "serverName must be a non-empty string when given";
   if (alpn !== undefined && (!Array.isArray(alpn) || alpn.length === 0 || !alpn.every(isName))) return "alpn must be a non-empty list of protocol names";
   for (const [name, value] of [["caResource", caResource], ["certificateResource", certificateResource], ["keyResource", keyResource]] as const) {
     if (value !== undefined && !isName(value)) return name + " must be a resource name";
+    // Found now, not at every connect attempt, where it would be retried with backoff for ever.
+    if (value !== undefined && !Resource.exists(value)) return name + " " + value + " not found: add it to the manifest's resources (see README, certificates)";
   }
   if (plaintext) {
     return caResource || certificateResource || keyResource ? "plaintext connections take no certificates: drop plaintext or the resources" : "";
@@ -55,7 +59,7 @@ function endpointProblem(endpoint: EndpointSettings): string {
 
 /** Copies a flash resource into RAM once: the TLS stack keeps references to its inputs. */
 function loadResource(name: string): ArrayBuffer {
-  if (!Resource.exists(name)) throw new Error("resource " + name + " not found: add it to the manifest's resources (see README, certificates)");
+  // endpointProblem() has checked that it exists.
   return new Resource(name).slice(0) as ArrayBuffer;
 }
 
@@ -85,14 +89,14 @@ export class SocketTransport implements Transport {
   private retained: unknown;
 
   /**
-   * `transmitBufferBytes` holds what the socket cannot take at once (at least the largest packet);
-   * the control packet reserve comes on top.
+   * The transmit buffer holds what the socket cannot take at once: 4 KB, or the largest packet if
+   * that is larger, which could otherwise never be written. The control packet reserve comes on top.
    */
-  constructor(endpoint: EndpointSettings, transmitBufferBytes = 4096) {
-    const problem = endpointProblem(endpoint);
+  constructor(endpoint: EndpointSettings, largestPacketBytes = 0) {
+    const problem = endpointProblem(endpoint) || wholeNumberProblem("largestPacketBytes", largestPacketBytes, 0, 268435460);
     if (problem !== "") throw invalid(problem);
     this.endpoint = endpoint;
-    this.pending = new Uint8Array(transmitBufferBytes);
+    this.pending = new Uint8Array(largestPacketBytes > TRANSMIT_BUFFER_BYTES ? largestPacketBytes : TRANSMIT_BUFFER_BYTES);
   }
 
   private secureOptions(): Record<string, unknown> {

@@ -6,18 +6,21 @@ import { fromUtf8 } from "../support/broker-codec";
 import { ScriptedBroker } from "../support/scripted-broker";
 import { VirtualClock } from "../support/virtual-clock";
 
-function platform(): { platform: Platform; broker: ScriptedBroker; clock: VirtualClock; endpoints: EndpointSettings[] } {
+function platform(): { platform: Platform; broker: ScriptedBroker; clock: VirtualClock; endpoints: EndpointSettings[]; largestPackets: (number | undefined)[] } {
   const clock = new VirtualClock();
   const broker = new ScriptedBroker(clock);
   const endpoints: EndpointSettings[] = [];
+  const largestPackets: (number | undefined)[] = [];
   return {
     clock,
     broker,
     endpoints,
+    largestPackets,
     platform: {
       createClock: () => clock,
-      createTransport(endpoint) {
+      createTransport(endpoint, largestPacketBytes) {
         endpoints.push(endpoint);
+        largestPackets.push(largestPacketBytes);
         return broker;
       },
     },
@@ -152,9 +155,33 @@ test("facade: configuration is validated at the call and fixed once connected", 
   throws(() => client.configureOfflinePublishQueueing(10, DROP_NEWEST, 2048.5), "queueBytes must be a whole number from 1");
   throws(() => client.configureOfflinePublishQueueing(10, DROP_NEWEST, 2 ** 31), "queueBytes must be a whole number from 1");
   throws(() => client.configureOfflinePublishQueueing(10, DROP_NEWEST, "4096" as unknown as number), "queueBytes must be a whole number from 1");
-  throws(() => client.configureOfflinePublishQueueing(0, DROP_NEWEST, -1), "queueBytes must be a whole number from 0");
+  throws(() => client.configureOfflinePublishQueueing(0, DROP_NEWEST, 4096), "queueBytes has no use with queueSize 0 (no queue), got 4096");
+  client.configureOfflinePublishQueueing(0, DROP_NEWEST, 0);
+  // Seconds that round to 0 ms, and frequencies whose interval outlasts the timer, are refused here.
+  throws(() => client.configureAutoReconnectBackoffTime(0.0001, 1, 1), "baseReconnectQuietTimeSecond must be a number of seconds from 0.001 to 2147483, got 0.0001");
+  throws(() => client.configureAutoReconnectBackoffTime(1, 1, 0.0004), "stableConnectionTimeSecond must be a number of seconds from 0.001");
+  throws(() => client.configureConnectDisconnectTimeout(0.0001), "timeoutSecond must be a number of seconds from 0.001");
+  throws(() => client.configureMQTTOperationTimeout("5" as unknown as number), "timeoutSecond must be a number of seconds from 0.001 to 2147483, got \"5\"");
+  throws(() => client.configureDrainingFrequency(1e-7), "frequencyInHz must be from 0.001 to 1000, got 1e-7");
+  client.configureAutoReconnectBackoffTime(0.001, 2147483, 0.5);
+  client.configureDrainingFrequency(0.001);
+  throws(() => client.configureLastWill("w", "gone", undefined as unknown as number), "qos must be 0 or 1 (QoS 2 is not supported), got undefined");
+  throws(() => client.configureUsernamePassword("u".repeat(65536)), "username must be a valid MQTT string of at most 65535 bytes");
+  throws(() => client.configureUsernamePassword("u", "p".repeat(65536)), "password must be a string of valid UTF-8 (no lone surrogate) of at most 65535 bytes");
+  throws(() => client.configureLastWill("w", new Uint8Array(65536), 0), "will: payload of 65536 bytes is over the 65535 a will can carry");
+  for (const host of ["mqtts://example.com", "example.com:8883", "exa mple.com", " ", "example.com/mqtt"]) {
+    throws(() => client.configureEndpoint(host, 8883), "hostName must be a bare host name or address (no scheme, port, path or spaces), got \"" + host + "\"");
+  }
+  client.configureEndpoint("2001:db8::1", 8883);
+  throws(() => new AWSIoTMQTTClientCore(platform().platform, "x", 4, 0 as unknown as boolean), "useWebsocket must be a boolean, got 0");
+  throws(() => new AWSIoTMQTTClientCore(platform().platform, "c".repeat(65536)), "clientID must be a non-empty, valid MQTT string of at most 65535 bytes");
+  for (const name of ["onOnline", "onOffline", "onMessage"] as const) {
+    throws(() => (client[name] = "yes" as never), name + " must be a function");
+    client[name] = null as never;
+    equal(client[name], undefined, name + " = null removes the handler");
+  }
   throws(() => client.configureLastWill("w/#", "gone", 0), "will: topic name must not contain wildcards");
-  throws(() => client.configureLastWill("w", "gone", 2), "will: qos must be a whole number from 0 to 1, got 2");
+  throws(() => client.configureLastWill("w", "gone", 2), "qos must be 0 or 1 (QoS 2 is not supported), got 2");
   throws(() => client.configureLastWill("w", 5 as unknown as string, 0), "will: payload must be");
   throws(() => client.configureLastWill("w", "gone", 0, "yes" as unknown as boolean), "will: retain must be a boolean");
   throws(() => client.configureAutoReconnectJitter(true, -1), "maxAttempts must be a whole number from 0 to 2147483647, got -1");
@@ -217,4 +244,32 @@ test("facade: queue size and drain frequency reach the client (10 queued, DROP_O
   equal(broker.sent(3).length, firstDrained + 1, "one request per 250 ms");
   clock.advance(5000);
   deepEqual(broker.sent(3).map((p) => fromUtf8(p.payload as Uint8Array)), ["m2", "m3", "m4", "m5", "m6", "m7", "m8", "m9", "m10", "m11"]);
+});
+
+test("facade: QoS is required, as in Python; a call without it is refused, not sent at QoS 0", () => {
+  const { client, broker, clock } = configured();
+  client.connectAsync();
+  clock.settle();
+  for (const call of [
+    () => client.publish("t", "x", undefined as unknown as number),
+    () => client.publishAsync("t", "x", undefined as unknown as number),
+    () => client.subscribe("t", undefined as unknown as number),
+    () => client.subscribeAsync("t", "1" as unknown as number),
+  ]) {
+    throws(call, "qos must be 0 or 1 (QoS 2 is not supported), got");
+  }
+  equal(broker.sent(3).length + broker.sent(8).length, 0, "nothing was sent");
+});
+
+test("facade: connectAsync checks its callback before building the client; the keep-alive is fixed at the first connect", () => {
+  const { client, clock, largestPackets } = configured();
+  throws(() => client.connectAsync(600, "cb" as never), "ackCallback must be a function");
+  client.configureMaxPacketSize(20000);
+  client.connectAsync(30);
+  clock.settle();
+  deepEqual(largestPackets, [20000], "the transport is told the largest packet, so it can always take one");
+  equal(client.getMQTTConnection()?.keepAliveMs, 30000);
+  client.connectAsync(30);
+  throws(() => client.connectAsync(), "keepAliveIntervalSecond is fixed at the first connect() (30 s), got 600");
+  throws(() => client.connect(60), "keepAliveIntervalSecond is fixed at the first connect() (30 s), got 60");
 });

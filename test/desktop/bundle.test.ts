@@ -113,6 +113,35 @@ test("loadDesktopHost gives the core over the Moddable host in this process: a Q
   assert.equal(host.countLiveTimers(), 1, "the clock's one Timer is kept for reuse");
 });
 
+test("the Moddable transport takes a packet larger than its 4 KB transmit buffer when the client's maxPacketBytes allows it", { timeout: 30_000 }, async () => {
+  const host = await loadDesktopHost(join(setup.work, "host-large.mjs"));
+  host.setResourceDirectory(setup.fixtures.pki);
+  const maxPacketBytes = 20_000;
+  const client = new host.MqttClient({
+    clientId: "host-large",
+    maxPacketBytes,
+    inflightBytes: 2 * maxPacketBytes,
+    queueBytes: 2 * maxPacketBytes,
+    transport: host.moddablePlatform.createTransport({ host: "localhost", port: setup.broker.port, caResource: "ca.der", certificateResource: "device-cert.der", keyResource: "device-key.der" }, maxPacketBytes),
+    clock: host.moddablePlatform.createClock(),
+  });
+  try {
+    const sizes: number[] = [];
+    const restored = new Promise<void>((done) => client.on("restored", () => done()));
+    client.subscribe("large/back", 1, (message) => sizes.push(message.payload.length));
+    client.connect();
+    await restored;
+    // The largest PUBLISH: a 4-byte fixed header, the topic, the packet id and the payload.
+    const payloadBytes = maxPacketBytes - 4 - 2 - "large/back".length - 2;
+    const acknowledged = new Promise<number>((done) => client.publish("large/back", new Uint8Array(payloadBytes), 1, false, (status) => done(status)));
+    assert.equal(await acknowledged, host.AckStatus.Acknowledged);
+    while (sizes.length === 0) await new Promise((wait) => setTimeout(wait, 10));
+    assert.deepEqual(sizes, [payloadBytes]);
+  } finally {
+    client.disconnect();
+  }
+});
+
 test("the Moddable transport refuses a bad endpoint when it is made, naming the problem", { timeout: 30_000 }, async () => {
   const host = await loadDesktopHost(join(setup.work, "host-endpoints.mjs"));
   const tls = { host: "localhost", port: 8883, caResource: "ca.der", certificateResource: "device-cert.der", keyResource: "device-key.der" };
@@ -129,6 +158,11 @@ test("the Moddable transport refuses a bad endpoint when it is made, naming the 
     [{ ...tls, alpn: [] }, /alpn must be a non-empty list/],
     [{ ...tls, serverName: "" }, /serverName must be a non-empty string/],
     [{ ...tls, caResource: 7 }, /caResource must be a resource name/],
+    [{ ...tls, caResource: "missing-ca.der" }, /caResource missing-ca.der not found: add it to the manifest's resources/],
+    [{ ...tls, keyResource: "missing-key.der" }, /keyResource missing-key.der not found/],
+    [{ ...tls, host: "mqtts://example.com" }, /endpoint host must be a bare host name or address \(no scheme, port, path or spaces\), got "mqtts:\/\/example.com"/],
+    [{ ...tls, host: "example.com:8883" }, /endpoint host must be a bare host name/],
+    [{ ...tls, host: " " }, /endpoint host must be a bare host name/],
   ];
   for (const [endpoint, problem] of refusals) {
     assert.throws(
@@ -168,6 +202,9 @@ test("the device app refuses a mistyped setting at start, naming it, before it c
     [{ IOTLINK_CONFIG_dropPolicy: "newst" }, /config dropPolicy must be one of oldest, newest, got newst/],
     [{ IOTLINK_CONFIG_port: "88x3" }, /config port must be a whole number from 1 to 65535, got 88x3/],
     [{ IOTLINK_CONFIG_backoffJitter: "yes" }, /config backoffJitter must be true or false, got yes/],
+    [{ IOTLINK_CONFIG_keepAliveSeconds: " " }, /config keepAliveSeconds must be a whole number from 0 to 65535, got  /],
+    [{ IOTLINK_CONFIG_port: "0x22b3" }, /config port must be a whole number from 1 to 65535, got 0x22b3/],
+    [{ IOTLINK_CONFIG_plaintext: "true", IOTLINK_CONFIG_caResource: "ca.der" }, /plaintext connections take no certificates/],
   ];
   for (const [settings, problem] of refusals) {
     const failed = await run(process.execPath, [app], {
