@@ -30,8 +30,10 @@ export const SDK_NAME = "IoTLink";
 export const SDK_VERSION = "0.1.0";
 /** AWS IoT Core refuses larger message payloads (and closes the connection). */
 export const AWS_MAX_PAYLOAD_BYTES = 131072;
+/** AWS IoT Core refuses longer topic names and filters (UTF-8 bytes). */
+export const AWS_MAX_TOPIC_BYTES = 256;
 /** The largest PUBLISH AWS IoT Core can take: fixed header, a 256-byte topic, packet id, 128 KB payload. */
-export const AWS_MAX_PACKET_BYTES = 5 + 2 + 256 + 2 + AWS_MAX_PAYLOAD_BYTES;
+export const AWS_MAX_PACKET_BYTES = 5 + 2 + AWS_MAX_TOPIC_BYTES + 2 + AWS_MAX_PAYLOAD_BYTES;
 
 /** The message object handed to Python-style callbacks (the payload is a copy the callee may keep). */
 export interface AWSIoTMessage {
@@ -60,6 +62,12 @@ function handlerOrNone<T>(name: string, handler: T | null | undefined): T | unde
 
 function copyMessage(message: InboundMessage): AWSIoTMessage {
   return { topic: message.topic, payload: message.payload.slice(), qos: message.qos, retain: message.retain, mid: message.packetId };
+}
+
+/** AWS IoT Core's topic limit, checked at the call (the client checks the rest of the topic). */
+function checkAwsTopic(topic: string): void {
+  const bytes = typeof topic === "string" ? utf8Length(topic) : 0;
+  if (bytes > AWS_MAX_TOPIC_BYTES) throw invalid("topic of " + bytes + " bytes is over AWS IoT Core's limit of " + AWS_MAX_TOPIC_BYTES + " bytes");
 }
 
 /** AWS IoT Core's payload limit, checked at the call (the client's own limit is maxPacketBytes). */
@@ -164,6 +172,7 @@ export class AWSIoTMQTTClientCore {
   configureLastWill(topic: string, payload: Payload, QoS: number, retain = false): void {
     this.configurable("configureLastWill");
     checkQos(QoS);
+    checkAwsTopic(topic);
     const will: WillSettings = { topic, payload, qos: QoS, retain };
     const problem = willProblem(will);
     if (problem !== "") throw invalid(problem);
@@ -376,6 +385,7 @@ export class AWSIoTMQTTClientCore {
    */
   publish(topic: string, payload: Payload | ArrayBuffer, QoS: number): Promise<boolean> {
     checkQos(QoS);
+    checkAwsTopic(topic);
     checkAwsPayload(payload);
     return new Promise((resolve, reject) => {
       const accepted = this.requireClient().publish(topic, payload, QoS, false, QoS === 1 ? (status) => settleAck(status, resolve, reject) : undefined);
@@ -388,6 +398,7 @@ export class AWSIoTMQTTClientCore {
   /** Returns the packet id, or "QUEUED". ackCallback(mid, status) keeps working for queued requests. */
   publishAsync(topic: string, payload: Payload | ArrayBuffer, QoS: number, ackCallback?: (mid: number, status: string) => void): number | "QUEUED" {
     checkQos(QoS);
+    checkAwsTopic(topic);
     checkOptionalFunction("ackCallback", ackCallback);
     checkAwsPayload(payload);
     const client = this.requireClient();
@@ -398,6 +409,7 @@ export class AWSIoTMQTTClientCore {
   /** Resolves true at SUBACK (false if queued); rejects if the broker refuses it or the SUBACK is late. */
   subscribe(topic: string, QoS: number, callback?: AWSIoTMessageCallback): Promise<boolean> {
     checkQos(QoS);
+    checkAwsTopic(topic);
     return new Promise((resolve, reject) => {
       const accepted = this.requireClient().subscribe(topic, QoS, this.adapt(callback), (status) => settleAck(status, resolve, reject));
       if (accepted === Accepted.Dropped) reject(droppedError());
@@ -408,6 +420,7 @@ export class AWSIoTMQTTClientCore {
   /** ackCallback(mid, [grantedQoS]) with 128 for a refusal, as in Python. */
   subscribeAsync(topic: string, QoS: number, ackCallback?: (mid: number, data: number[]) => void, messageCallback?: AWSIoTMessageCallback): number | "QUEUED" {
     checkQos(QoS);
+    checkAwsTopic(topic);
     checkOptionalFunction("ackCallback", ackCallback);
     const client = this.requireClient();
     const accepted = client.subscribe(topic, QoS, this.adapt(messageCallback), ackCallback ? (_status, mid, granted) => ackCallback(mid, [granted]) : undefined);
@@ -415,6 +428,7 @@ export class AWSIoTMQTTClientCore {
   }
 
   unsubscribe(topic: string): Promise<boolean> {
+    checkAwsTopic(topic);
     return new Promise((resolve, reject) => {
       const accepted = this.requireClient().unsubscribe(topic, (status) => settleAck(status, resolve, reject));
       if (accepted === Accepted.Dropped) reject(droppedError());
@@ -424,6 +438,7 @@ export class AWSIoTMQTTClientCore {
 
   unsubscribeAsync(topic: string, ackCallback?: (mid: number) => void): number | "QUEUED" {
     checkOptionalFunction("ackCallback", ackCallback);
+    checkAwsTopic(topic);
     const client = this.requireClient();
     const accepted = client.unsubscribe(topic, ackCallback ? (_status, mid) => ackCallback(mid) : undefined);
     return this.midOf(client, accepted, 1);

@@ -448,6 +448,7 @@ export class MqttClient implements TransportSink, PacketSink {
    * a free in-flight slot or for room in the transport) or Accepted.Dropped (queue full under
    * DROP_NEWEST). Invalid input throws, and so does one that needs the offline queue while queueing is off.
    * `onAck(status)` is called once for QoS 1: acknowledged, timed out (still in flight) or dropped.
+   * A QoS 0 message has no acknowledgement: its `onAck` is called only if it is dropped from the queue.
    */
   publish(topic: string, payload: Payload | ArrayBuffer, qos = 0, retain = false, onAck?: AckCallback): Accepted {
     // Devices publish to the same few topics: the last one that passed validation is not checked again.

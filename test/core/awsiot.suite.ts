@@ -1,5 +1,5 @@
 // The AWSIoTMQTTClient facade: Python SDK names and defaults, and the SDK's defects fixed.
-import { AWS_MAX_PACKET_BYTES, AWS_MAX_PAYLOAD_BYTES, AWSIoTMQTTClientCore, DROP_NEWEST, DROP_OLDEST, SDK_NAME } from "../../modules/awsiot";
+import { AWS_MAX_PACKET_BYTES, AWS_MAX_PAYLOAD_BYTES, AWS_MAX_TOPIC_BYTES, AWSIoTMQTTClientCore, DROP_NEWEST, DROP_OLDEST, SDK_NAME } from "../../modules/awsiot";
 import type { EndpointSettings, Platform } from "../../modules/types";
 import { deepEqual, equal, ok, test, throws } from "../harness";
 import { fromUtf8 } from "../support/broker-codec";
@@ -272,4 +272,26 @@ test("facade: connectAsync checks its callback before building the client; the k
   client.connectAsync(30);
   throws(() => client.connectAsync(), "keepAliveIntervalSecond is fixed at the first connect() (30 s), got 600");
   throws(() => client.connect(60), "keepAliveIntervalSecond is fixed at the first connect() (30 s), got 60");
+});
+
+test("facade: topics over AWS IoT Core's 256 bytes are refused at the call", () => {
+  const { client, broker, clock } = configured();
+  client.connectAsync();
+  clock.settle();
+  const long = "t/" + "x".repeat(AWS_MAX_TOPIC_BYTES - 1);
+  for (const call of [
+    () => client.publish(long, "x", 0),
+    () => client.publishAsync(long, "x", 1),
+    () => client.subscribe(long, 1),
+    () => client.subscribeAsync(long, 0),
+    () => client.unsubscribe(long),
+    () => client.unsubscribeAsync(long),
+  ]) {
+    throws(call, "topic of 257 bytes is over AWS IoT Core's limit of 256 bytes");
+  }
+  throws(() => configured().client.configureLastWill(long, "gone", 0), "topic of 257 bytes is over AWS IoT Core's limit of 256 bytes");
+  equal(broker.sent(3).length + broker.sent(8).length + broker.sent(10).length, 0, "nothing was sent");
+  client.publishAsync(long.slice(0, AWS_MAX_TOPIC_BYTES), "x", 0);
+  clock.settle();
+  equal(broker.sent(3).length, 1, "256 bytes is allowed");
 });
