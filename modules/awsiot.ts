@@ -5,7 +5,7 @@
 import { MAX_DELAY_MS } from "./backoff";
 import { checkOptionalFunction, checkQos, type ClientOptions, DEFAULT_MAX_PACKET_BYTES, type InboundMessage, MqttClient, type WillSettings, willProblem } from "./client";
 import { type Payload, payloadLength } from "./packet";
-import { MAX_STRING_BYTES, utf8Length } from "./topic";
+import { MAX_STRING_BYTES, mqttStringProblem, utf8Length } from "./topic";
 import {
   Accepted,
   ACK_STATUS_NAMES,
@@ -99,8 +99,8 @@ export class AWSIoTMQTTClientCore {
   private connectAck: ((mid: number, returnCode: number) => void) | undefined;
 
   constructor(platform: Platform, clientID: string, protocolType = MQTTv3_1_1, useWebsocket = false, cleanSession = true) {
-    const idBytes = typeof clientID === "string" ? utf8Length(clientID) : -1;
-    if (idBytes < 1 || idBytes > MAX_STRING_BYTES) throw invalid("clientID must be a non-empty, valid MQTT string of at most " + MAX_STRING_BYTES + " bytes");
+    const idProblem = clientID === "" ? "clientID must not be empty" : mqttStringProblem("clientID", clientID);
+    if (idProblem !== "") throw invalid(idProblem);
     if (protocolType !== MQTTv3_1_1) throw invalid("only MQTT 3.1.1 (protocolType 4) is supported");
     if (typeof useWebsocket !== "boolean") throw invalid("useWebsocket must be a boolean, got " + shown(useWebsocket));
     if (useWebsocket) throw invalid("MQTT over WebSocket is not supported: use X.509 mutual TLS on port 8883 or 443");
@@ -187,8 +187,8 @@ export class AWSIoTMQTTClientCore {
   configureUsernamePassword(username: string, password?: string): void {
     this.configurable("configureUsernamePassword");
     // The metrics suffix may add to the user name: the client checks the total at connect().
-    const userBytes = typeof username === "string" ? utf8Length(username) : -1;
-    if (userBytes < 0 || userBytes > MAX_STRING_BYTES) throw invalid("username must be a valid MQTT string of at most " + MAX_STRING_BYTES + " bytes");
+    const userProblem = mqttStringProblem("username", username);
+    if (userProblem !== "") throw invalid(userProblem);
     const passwordBytes = typeof password === "string" ? payloadLength(password) : -1;
     if (password !== undefined && (passwordBytes < 0 || passwordBytes > MAX_STRING_BYTES)) throw invalid("password must be a string of valid UTF-8 (no lone surrogate) of at most " + MAX_STRING_BYTES + " bytes");
     this.username = username;

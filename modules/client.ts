@@ -30,7 +30,7 @@ import {
   writeSubscribeHeader,
 } from "./packet";
 import { type AckCallback, Ring } from "./ring";
-import { MAX_STRING_BYTES, topicFilterProblem, topicMatches, topicNameProblem, utf8Length, writeUtf8 } from "./topic";
+import { MAX_STRING_BYTES, mqttStringProblem, topicFilterProblem, topicMatches, topicNameProblem, utf8Length, writeUtf8 } from "./topic";
 import {
   Accepted,
   AckStatus,
@@ -48,7 +48,7 @@ import {
   type Transport,
   type TransportSink,
   shown,
-  unknownKey,
+  unknownNameProblem,
   wholeNumber,
   wholeNumberProblem,
 } from "./types";
@@ -154,9 +154,9 @@ const SUB_REMOVING = 3;
 const FILTERS_PER_SUBSCRIBE = 8;
 
 /** The names the constructor reads (in ClientOptions, BackoffSettings and WillSettings): any other is refused as a likely typo. */
-const OPTION_NAMES = ["clientId", "transport", "clock", "cleanSession", "keepAliveSeconds", "username", "password", "will", "connectTimeoutMs", "operationTimeoutMs", "backoff", "queueEntries", "queueBytes", "dropPolicy", "inflightWindow", "inflightBytes", "drainIntervalMs", "maxPacketBytes", "maxSubscriptions"];
-const BACKOFF_SETTINGS = ["baseMs", "maxMs", "stableMs", "jitter", "maxAttempts", "random", "seed"];
-const WILL_FIELDS = ["topic", "payload", "qos", "retain"];
+const OPTION_NAMES = "clientId, transport, clock, cleanSession, keepAliveSeconds, username, password, will, connectTimeoutMs, operationTimeoutMs, backoff, queueEntries, queueBytes, dropPolicy, inflightWindow, inflightBytes, drainIntervalMs, maxPacketBytes, maxSubscriptions";
+const BACKOFF_SETTINGS = "baseMs, maxMs, stableMs, jitter, maxAttempts, random, seed";
+const WILL_FIELDS = "topic, payload, qos, retain";
 
 /** The largest packet either way when maxPacketBytes is not given. */
 export const DEFAULT_MAX_PACKET_BYTES = 2048;
@@ -186,11 +186,10 @@ function toPayload(payload: unknown): Payload {
 /** What is wrong with a last will, or "": the constructor's check, which the facade makes at configureLastWill(). */
 export function willProblem(will: unknown): string {
   if (typeof will !== "object" || will === null) return "will must be an object with topic and payload";
-  const { topic, payload, qos, retain } = will as WillSettings;
-  const unknown = unknownKey(will, WILL_FIELDS);
-  const problem = (unknown !== "" ? "unknown field " + unknown + "; the fields are " + WILL_FIELDS.join(", ") : "")
-    || topicNameProblem(topic) || payloadProblem(toPayload(payload))
-    || (payloadLength(toPayload(payload)) > MAX_STRING_BYTES ? "payload of " + payloadLength(toPayload(payload)) + " bytes is over the " + MAX_STRING_BYTES + " a will can carry" : "")
+  const { topic, qos, retain } = will as WillSettings;
+  const payload = toPayload((will as WillSettings).payload);
+  const problem = unknownNameProblem("field", will, WILL_FIELDS) || topicNameProblem(topic) || payloadProblem(payload)
+    || (payloadLength(payload) > MAX_STRING_BYTES ? "payload is over the " + MAX_STRING_BYTES + " bytes a will can carry" : "")
     || wholeNumberProblem("qos", qos === undefined ? 0 : qos, 0, 1)
     || (retain !== undefined && typeof retain !== "boolean" ? "retain must be a boolean, got " + shown(retain) : "");
   return problem === "" ? "" : "will: " + problem;
@@ -273,8 +272,8 @@ export class MqttClient implements TransportSink, PacketSink {
 
   constructor(options: ClientOptions) {
     if (typeof options !== "object" || options === null) throw invalid("options must be an object");
-    const unknownOption = unknownKey(options, OPTION_NAMES);
-    if (unknownOption !== "") throw invalid("unknown option " + unknownOption + "; the options are " + OPTION_NAMES.join(", "));
+    const unknownOption = unknownNameProblem("option", options, OPTION_NAMES);
+    if (unknownOption !== "") throw invalid(unknownOption);
     const { transport, clock } = options;
     if (!transport || typeof transport.open !== "function" || typeof transport.write !== "function" || typeof transport.close !== "function") {
       throw invalid("transport must implement open(sink), write(bytes, offset, length) and close()");
@@ -288,12 +287,11 @@ export class MqttClient implements TransportSink, PacketSink {
     this.clock = clock;
 
     const clientId = options.clientId;
-    if (typeof clientId !== "string") throw invalid("clientId must be a string");
+    const idProblem = mqttStringProblem("clientId", clientId);
+    if (idProblem !== "") throw invalid(idProblem);
     const cleanSession = options.cleanSession ?? true;
     if (typeof cleanSession !== "boolean") throw invalid("cleanSession must be a boolean");
-    const idBytes = utf8Length(clientId);
-    if (idBytes < 0 || idBytes > MAX_STRING_BYTES) throw invalid("clientId is not a valid MQTT string");
-    if (idBytes === 0 && !cleanSession) throw invalid("an empty clientId requires cleanSession (MQTT 3.1.1 section 3.1.3.1)");
+    if (clientId === "" && !cleanSession) throw invalid("an empty clientId requires cleanSession (MQTT 3.1.1 section 3.1.3.1)");
     this.clientId = clientId;
 
     const keepAliveSeconds = wholeNumber("keepAliveSeconds", options.keepAliveSeconds ?? 60, 0, 65535);
@@ -306,8 +304,8 @@ export class MqttClient implements TransportSink, PacketSink {
 
     const settings = options.backoff ?? {};
     if (typeof settings !== "object") throw invalid("backoff must be an object");
-    const unknownSetting = unknownKey(settings, BACKOFF_SETTINGS);
-    if (unknownSetting !== "") throw invalid("unknown backoff setting " + unknownSetting + "; the settings are " + BACKOFF_SETTINGS.join(", "));
+    const unknownSetting = unknownNameProblem("backoff setting", settings, BACKOFF_SETTINGS);
+    if (unknownSetting !== "") throw invalid(unknownSetting);
     this.backoff = new Backoff({
       baseMs: settings.baseMs ?? 1000,
       maxMs: settings.maxMs ?? 32000,
@@ -322,8 +320,8 @@ export class MqttClient implements TransportSink, PacketSink {
 
     const fields: ConnectFields = { clientId, cleanSession, keepAliveSeconds };
     if (options.username !== undefined) {
-      const bytes = typeof options.username === "string" ? utf8Length(options.username) : -1;
-      if (bytes < 0 || bytes > MAX_STRING_BYTES) throw invalid("username must be a valid MQTT string of at most " + MAX_STRING_BYTES + " bytes");
+      const problem = mqttStringProblem("username", options.username);
+      if (problem !== "") throw invalid(problem);
       fields.username = options.username;
     }
     if (options.password !== undefined) {

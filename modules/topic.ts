@@ -133,6 +133,12 @@ export function readUtf8(bytes: Uint8Array, start: number, end: number): string 
   return text;
 }
 
+/** Why `value` is not an MQTT string (section 1.5.3), naming it `name`; "" when it is one. */
+export function mqttStringProblem(name: string, value: unknown): string {
+  const bytes = typeof value === "string" ? utf8Length(value) : -1;
+  return bytes >= 0 && bytes <= MAX_STRING_BYTES ? "" : name + " must be an MQTT string: text of at most " + MAX_STRING_BYTES + " UTF-8 bytes, without U+0000 or a lone surrogate";
+}
+
 /** Why a topic name or filter is invalid, or "" when it is valid. */
 export function topicNameProblem(topic: unknown, maxBytes: number = MAX_STRING_BYTES): string {
   if (typeof topic !== "string") return "topic must be a string";

@@ -174,9 +174,14 @@ export function wholeNumberProblem(name: string, value: unknown, min: number, ma
   return typeof value === "number" && Number.isInteger(value) && value >= min && value <= max ? "" : name + " must be a whole number from " + min + " to " + max + ", got " + shown(value);
 }
 
-/** The first own or inherited enumerable key of `object` not in `names`, or "": a misspelt setting would otherwise be ignored. */
-export function unknownKey(object: object, names: readonly string[]): string {
-  for (const key in object) if (names.indexOf(key) < 0) return key;
+/**
+ * Names the first enumerable key of `object` that is not one of `names` (", "-separated), or "": a
+ * misspelt setting would otherwise be ignored without a word.
+ */
+export function unknownNameProblem(what: string, object: object, names: string): string {
+  for (const key in object) {
+    if ((", " + names + ", ").indexOf(", " + key + ", ") < 0) return "unknown " + what + " " + key + "; the " + what + "s are " + names;
+  }
   return "";
 }
 

@@ -166,15 +166,15 @@ test("facade: configuration is validated at the call and fixed once connected", 
   client.configureAutoReconnectBackoffTime(0.001, 2147483, 0.5);
   client.configureDrainingFrequency(0.001);
   throws(() => client.configureLastWill("w", "gone", undefined as unknown as number), "qos must be 0 or 1 (QoS 2 is not supported), got undefined");
-  throws(() => client.configureUsernamePassword("u".repeat(65536)), "username must be a valid MQTT string of at most 65535 bytes");
+  throws(() => client.configureUsernamePassword("u".repeat(65536)), "username must be an MQTT string: text of at most 65535 UTF-8 bytes, without U+0000 or a lone surrogate");
   throws(() => client.configureUsernamePassword("u", "p".repeat(65536)), "password must be a string of valid UTF-8 (no lone surrogate) of at most 65535 bytes");
-  throws(() => client.configureLastWill("w", new Uint8Array(65536), 0), "will: payload of 65536 bytes is over the 65535 a will can carry");
+  throws(() => client.configureLastWill("w", new Uint8Array(65536), 0), "will: payload is over the 65535 bytes a will can carry");
   for (const host of ["mqtts://example.com", "example.com:8883", "exa mple.com", " ", "example.com/mqtt"]) {
     throws(() => client.configureEndpoint(host, 8883), "hostName must be a bare host name or address (no scheme, port, path or spaces), got \"" + host + "\"");
   }
   client.configureEndpoint("2001:db8::1", 8883);
   throws(() => new AWSIoTMQTTClientCore(platform().platform, "x", 4, 0 as unknown as boolean), "useWebsocket must be a boolean, got 0");
-  throws(() => new AWSIoTMQTTClientCore(platform().platform, "c".repeat(65536)), "clientID must be a non-empty, valid MQTT string of at most 65535 bytes");
+  throws(() => new AWSIoTMQTTClientCore(platform().platform, "c".repeat(65536)), "clientID must be an MQTT string: text of at most 65535 UTF-8 bytes, without U+0000 or a lone surrogate");
   for (const name of ["onOnline", "onOffline", "onMessage"] as const) {
     throws(() => (client[name] = "yes" as never), name + " must be a function");
     client[name] = null as never;
@@ -186,8 +186,8 @@ test("facade: configuration is validated at the call and fixed once connected", 
   throws(() => client.configureLastWill("w", "gone", 0, "yes" as unknown as boolean), "will: retain must be a boolean");
   throws(() => client.configureAutoReconnectJitter(true, -1), "maxAttempts must be a whole number from 0 to 2147483647, got -1");
   throws(() => client.configureAutoReconnectJitter(true, 2.5), "maxAttempts must be a whole number");
-  throws(() => client.configureUsernamePassword("u\ud800"), "username must be a valid MQTT string");
-  throws(() => client.configureUsernamePassword(5 as unknown as string), "username must be a valid MQTT string");
+  throws(() => client.configureUsernamePassword("u\ud800"), "username must be an MQTT string: text of at most 65535 UTF-8 bytes, without U+0000 or a lone surrogate");
+  throws(() => client.configureUsernamePassword(5 as unknown as string), "username must be an MQTT string: text of at most 65535 UTF-8 bytes, without U+0000 or a lone surrogate");
   throws(() => client.configureUsernamePassword("u", "p\udc00"), "password must be a string of valid UTF-8");
   client.configureLastWill("w", "gone", 1, true);
   client.configureAutoReconnectJitter(true, 3);
@@ -197,9 +197,9 @@ test("facade: configuration is validated at the call and fixed once connected", 
   throws(() => client.configureEndpoint("h", 70000), "portNumber");
   throws(() => client.configureCredentials("ca.der", "key.der"), "both");
   throws(() => new AWSIoTMQTTClientCore(platform().platform, "x", 4, true), "WebSocket");
-  throws(() => new AWSIoTMQTTClientCore(platform().platform, ""), "clientID must be a non-empty, valid MQTT string");
-  throws(() => new AWSIoTMQTTClientCore(platform().platform, "dev\ud800"), "clientID must be a non-empty, valid MQTT string");
-  throws(() => new AWSIoTMQTTClientCore(platform().platform, "dev\u0000"), "clientID must be a non-empty, valid MQTT string");
+  throws(() => new AWSIoTMQTTClientCore(platform().platform, ""), "clientID must not be empty");
+  throws(() => new AWSIoTMQTTClientCore(platform().platform, "dev\ud800"), "clientID must be an MQTT string: text of at most 65535 UTF-8 bytes, without U+0000 or a lone surrogate");
+  throws(() => new AWSIoTMQTTClientCore(platform().platform, "dev\u0000"), "clientID must be an MQTT string: text of at most 65535 UTF-8 bytes, without U+0000 or a lone surrogate");
   throws(() => client.publishAsync("t", "x", 0), "call connect()");
   client.configureOfflinePublishQueueing(10, DROP_OLDEST);
   client.configureDrainingFrequency(4);
