@@ -144,6 +144,8 @@ test("the Moddable transport takes a packet larger than its 4 KB transmit buffer
 
 test("the Moddable transport refuses a bad endpoint when it is made, naming the problem", { timeout: 30_000 }, async () => {
   const host = await loadDesktopHost(join(setup.work, "host-endpoints.mjs"));
+  // The resources must exist: the transport looks for them when it is made.
+  host.setResourceDirectory(setup.fixtures.pki);
   const tls = { host: "localhost", port: 8883, caResource: "ca.der", certificateResource: "device-cert.der", keyResource: "device-key.der" };
   const refusals: [Record<string, unknown>, RegExp][] = [
     [{ ...tls, host: "" }, /host must be a non-empty string/],
