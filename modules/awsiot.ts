@@ -66,7 +66,8 @@ function copyMessage(message: InboundMessage): AWSIoTMessage {
 
 /** AWS IoT Core's topic limit, checked at the call (the client checks the rest of the topic). */
 function checkAwsTopic(topic: string): void {
-  const bytes = typeof topic === "string" ? utf8Length(topic) : 0;
+  // A UTF-16 unit takes at most 3 UTF-8 bytes: short topics need no count on each publish.
+  const bytes = typeof topic === "string" && topic.length * 3 > AWS_MAX_TOPIC_BYTES ? utf8Length(topic) : 0;
   if (bytes > AWS_MAX_TOPIC_BYTES) throw invalid("topic of " + bytes + " bytes is over AWS IoT Core's limit of " + AWS_MAX_TOPIC_BYTES + " bytes");
 }
 

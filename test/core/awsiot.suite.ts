@@ -290,6 +290,7 @@ test("facade: topics over AWS IoT Core's 256 bytes are refused at the call", () 
     throws(call, "topic of 257 bytes is over AWS IoT Core's limit of 256 bytes");
   }
   throws(() => configured().client.configureLastWill(long, "gone", 0), "topic of 257 bytes is over AWS IoT Core's limit of 256 bytes");
+  throws(() => client.publish("\u00e9".repeat(129), "x", 0), "topic of 258 bytes is over AWS IoT Core's limit of 256 bytes", "counted in UTF-8 bytes, not characters");
   equal(broker.sent(3).length + broker.sent(8).length + broker.sent(10).length, 0, "nothing was sent");
   client.publishAsync(long.slice(0, AWS_MAX_TOPIC_BYTES), "x", 0);
   clock.settle();
