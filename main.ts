@@ -3,7 +3,7 @@
 // parseable line (see modules/logline.ts and the README's "Log lines").
 import config from "mc/config";
 import Timer from "timer";
-import { MqttClient, type InboundMessage } from "./modules/client";
+import { DEFAULT_MAX_PACKET_BYTES, MqttClient, type InboundMessage } from "./modules/client";
 import { formatLogLine } from "./modules/logline";
 import { ACK_STATUS_NAMES, AckStatus, DROP_NEWEST, DROP_OLDEST, type EndpointSettings } from "./modules/types";
 import { moddablePlatform } from "./hosts/moddable/platform";
@@ -65,7 +65,7 @@ const endpoint: EndpointSettings = {
   keyResource: text("keyResource", plaintext ? "" : "device-key.der") || undefined,
   plaintext,
 };
-const maxPacketBytes = whole("maxPacketBytes", 2048, 64, 131072);
+const maxPacketBytes = whole("maxPacketBytes", DEFAULT_MAX_PACKET_BYTES, 64, 131072);
 const queueEntries = whole("queueEntries", 64, 0, 65535);
 const telemetryIntervalMs = whole("telemetryIntervalMs", 5000, 10, 86400000);
 const telemetryCount = whole("telemetryCount", 0, 0, 0x7fffffff);

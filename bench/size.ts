@@ -201,7 +201,7 @@ const FEATURES_MODDABLE_LACKS: readonly { what: string; functions: readonly stri
   { what: "paced drain after reconnect", functions: ["client.MqttClient.startDrain", "client.MqttClient.drainTick"] },
   {
     what: "argument checks at the call",
-    functions: ["types.wholeNumberProblem", "types.wholeNumber", "types.shown", "types.unknownNameProblem", "types.hostProblem", "topic.mqttStringProblem", "client.willProblem", "client.payloadProblem", "client.checkOptionalFunction", "client.checkQos", "client.checkFilter", "client.MqttClient.checkedPacketSize", "topic.topicNameProblem", "topic.topicFilterProblem", "topic.checkUtf8"],
+    functions: ["types.wholeNumberProblem", "types.wholeNumber", "types.shown", "types.unknownNameProblem", "types.hostProblem", "topic.mqttStringProblem", "client.willProblem", "client.connectBinaryProblem", "client.payloadProblem", "client.checkOptionalFunction", "client.checkQos", "client.checkFilter", "client.MqttClient.checkedPacketSize", "topic.topicNameProblem", "topic.topicFilterProblem", "topic.checkUtf8"],
   },
   { what: "inbound header and length checks", functions: ["packet.PacketDecoder.headerProblem", "packet.PacketDecoder.lengthProblem"] },
   {

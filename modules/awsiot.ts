@@ -3,9 +3,9 @@
 // the client; where the Python SDK is defective this facade does what its README says instead.
 
 import { MAX_DELAY_MS } from "./backoff";
-import { checkOptionalFunction, checkQos, type ClientOptions, DEFAULT_MAX_PACKET_BYTES, type InboundMessage, MqttClient, type WillSettings, willProblem } from "./client";
+import { checkOptionalFunction, checkQos, type ClientOptions, connectBinaryProblem, DEFAULT_MAX_PACKET_BYTES, type InboundMessage, MqttClient, type WillSettings, willProblem } from "./client";
 import { type Payload, payloadLength } from "./packet";
-import { MAX_STRING_BYTES, mqttStringProblem, utf8Length } from "./topic";
+import { mqttStringProblem, utf8Length } from "./topic";
 import {
   Accepted,
   ACK_STATUS_NAMES,
@@ -190,8 +190,9 @@ export class AWSIoTMQTTClientCore {
     // The metrics suffix may add to the user name: the client checks the total at connect().
     const userProblem = mqttStringProblem("username", username);
     if (userProblem !== "") throw invalid(userProblem);
-    const passwordBytes = typeof password === "string" ? payloadLength(password) : -1;
-    if (password !== undefined && (passwordBytes < 0 || passwordBytes > MAX_STRING_BYTES)) throw invalid("password must be a string of valid UTF-8 (no lone surrogate) of at most " + MAX_STRING_BYTES + " bytes");
+    if (password !== undefined && typeof password !== "string") throw invalid("password must be a string, got " + shown(password));
+    const passwordProblem = password === undefined ? "" : connectBinaryProblem(password);
+    if (passwordProblem !== "") throw invalid("password: " + passwordProblem);
     this.username = username;
     this.options.password = password;
   }

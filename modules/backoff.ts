@@ -2,7 +2,7 @@
 // min(max, base * 2^n), or with full jitter a value drawn from [0, that ceiling]. The random
 // source is injected; the default is a seedable 32-bit xorshift.
 
-import { invalid, wholeNumberProblem } from "./types";
+import { invalid, shown, wholeNumberProblem } from "./types";
 
 /** Largest delay the single timer and the wrap-safe clock comparisons can express. */
 export const MAX_DELAY_MS = 0x7fffffff;
@@ -50,7 +50,7 @@ export function backoffProblem(settings: BackoffSettings): string {
     || wholeNumberProblem("backoff maxMs", maxMs, 1, MAX_DELAY_MS)
     || (maxMs < baseMs ? "backoff maxMs (" + maxMs + ") must not be below baseMs (" + baseMs + ")" : "")
     || wholeNumberProblem("backoff stableMs", stableMs, 1, MAX_DELAY_MS)
-    || (settings.jitter !== undefined && typeof settings.jitter !== "boolean" ? "backoff jitter must be a boolean, got " + String(settings.jitter) : "")
+    || (settings.jitter !== undefined && typeof settings.jitter !== "boolean" ? "backoff jitter must be a boolean, got " + shown(settings.jitter) : "")
     || (maxAttempts !== undefined ? wholeNumberProblem("backoff maxAttempts", maxAttempts, 0, MAX_DELAY_MS) : "")
     || (settings.random !== undefined && typeof settings.random !== "function" ? "backoff random must be a function returning a 32-bit unsigned integer" : "")
     || (settings.random !== undefined && settings.jitter !== true ? "backoff random is only used with jitter: true" : "")

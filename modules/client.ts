@@ -183,13 +183,17 @@ function toPayload(payload: unknown): Payload {
   return payload instanceof ArrayBuffer ? new Uint8Array(payload) : (payload as Payload);
 }
 
+/** What is wrong with binary data for a CONNECT field (a password, a will payload), or "": its length prefix holds 65535 bytes. */
+export function connectBinaryProblem(value: unknown): string {
+  const bytes = toPayload(value);
+  return payloadProblem(bytes) || (payloadLength(bytes) > MAX_STRING_BYTES ? "payload of " + payloadLength(bytes) + " bytes is over the " + MAX_STRING_BYTES + " a CONNECT field can carry" : "");
+}
+
 /** What is wrong with a last will, or "": the constructor's check, which the facade makes at configureLastWill(). */
 export function willProblem(will: unknown): string {
   if (typeof will !== "object" || will === null) return "will must be an object with topic and payload";
-  const { topic, qos, retain } = will as WillSettings;
-  const payload = toPayload((will as WillSettings).payload);
-  const problem = unknownNameProblem("field", will, WILL_FIELDS) || topicNameProblem(topic) || payloadProblem(payload)
-    || (payloadLength(payload) > MAX_STRING_BYTES ? "payload is over the " + MAX_STRING_BYTES + " bytes a will can carry" : "")
+  const { topic, payload, qos, retain } = will as WillSettings;
+  const problem = unknownNameProblem("field", will, WILL_FIELDS) || topicNameProblem(topic) || connectBinaryProblem(payload)
     || wholeNumberProblem("qos", qos === undefined ? 0 : qos, 0, 1)
     || (retain !== undefined && typeof retain !== "boolean" ? "retain must be a boolean, got " + shown(retain) : "");
   return problem === "" ? "" : "will: " + problem;
@@ -327,10 +331,9 @@ export class MqttClient implements TransportSink, PacketSink {
     if (options.password !== undefined) {
       // MQTT 3.1.1 section 3.1.2.9: a password needs a user name.
       if (options.username === undefined) throw invalid("password needs a username (MQTT 3.1.1 section 3.1.2.9)");
-      const password = toPayload(options.password);
-      const problem = payloadProblem(password) || (payloadLength(password) > MAX_STRING_BYTES ? "over " + MAX_STRING_BYTES + " bytes" : "");
+      const problem = connectBinaryProblem(options.password);
       if (problem !== "") throw invalid("password: " + problem);
-      fields.password = this.bytesOf(password);
+      fields.password = this.bytesOf(toPayload(options.password));
     }
     if (options.will !== undefined) {
       const will = options.will;

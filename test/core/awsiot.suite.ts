@@ -167,8 +167,8 @@ test("facade: configuration is validated at the call and fixed once connected", 
   client.configureDrainingFrequency(0.001);
   throws(() => client.configureLastWill("w", "gone", undefined as unknown as number), "qos must be 0 or 1 (QoS 2 is not supported), got undefined");
   throws(() => client.configureUsernamePassword("u".repeat(65536)), "username must be an MQTT string: text of at most 65535 UTF-8 bytes, without U+0000 or a lone surrogate");
-  throws(() => client.configureUsernamePassword("u", "p".repeat(65536)), "password must be a string of valid UTF-8 (no lone surrogate) of at most 65535 bytes");
-  throws(() => client.configureLastWill("w", new Uint8Array(65536), 0), "will: payload is over the 65535 bytes a will can carry");
+  throws(() => client.configureUsernamePassword("u", "p".repeat(65536)), "password: payload of 65536 bytes is over the 65535 a CONNECT field can carry");
+  throws(() => client.configureLastWill("w", new Uint8Array(65536), 0), "will: payload of 65536 bytes is over the 65535 a CONNECT field can carry");
   for (const host of ["mqtts://example.com", "example.com:8883", "exa mple.com", " ", "example.com/mqtt"]) {
     throws(() => client.configureEndpoint(host, 8883), "hostName must be a bare host name or address (no scheme, port, path or spaces), got \"" + host + "\"");
   }
@@ -188,7 +188,8 @@ test("facade: configuration is validated at the call and fixed once connected", 
   throws(() => client.configureAutoReconnectJitter(true, 2.5), "maxAttempts must be a whole number");
   throws(() => client.configureUsernamePassword("u\ud800"), "username must be an MQTT string: text of at most 65535 UTF-8 bytes, without U+0000 or a lone surrogate");
   throws(() => client.configureUsernamePassword(5 as unknown as string), "username must be an MQTT string: text of at most 65535 UTF-8 bytes, without U+0000 or a lone surrogate");
-  throws(() => client.configureUsernamePassword("u", "p\udc00"), "password must be a string of valid UTF-8");
+  throws(() => client.configureUsernamePassword("u", "p\udc00"), "password: payload text is not valid UTF-8 (lone surrogate)");
+  throws(() => client.configureUsernamePassword("u", 5 as unknown as string), "password must be a string, got 5");
   client.configureLastWill("w", "gone", 1, true);
   client.configureAutoReconnectJitter(true, 3);
   client.configureUsernamePassword("u", "p\u0000w");
