@@ -2,7 +2,7 @@
 // min(max, base * 2^n), or with full jitter a value drawn from [0, that ceiling]. The random
 // source is injected; the default is a seedable 32-bit xorshift.
 
-import { invalid, shown, wholeNumberProblem } from "./types";
+import { invalid, shown, wholeNumber, wholeNumberProblem } from "./types";
 
 /** Largest delay the single timer and the wrap-safe clock comparisons can express. */
 export const MAX_DELAY_MS = 0x7fffffff;
@@ -83,7 +83,7 @@ export class Backoff {
 
   /** Re-seeds the default random source (the client mixes in its id so fleets do not retry in step). */
   seed(value: number): void {
-    this.randomState = value >>> 0 || 1;
+    this.randomState = wholeNumber("backoff seed", value, 0, 0xffffffff) || 1;
   }
 
   /** The next draw, or -1 when the injected source breaks its contract (not a 32-bit unsigned integer). */

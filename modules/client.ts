@@ -138,6 +138,8 @@ export interface ClientStats {
   connects: number;
   protocolErrors: number;
   callbackErrors: number;
+  /** Inbound messages that matched no subscription handler while no "message" handler was set. */
+  unhandled: number;
 }
 
 const FLAG_TIMED_OUT = 1;
@@ -219,7 +221,7 @@ export class MqttClient implements TransportSink, PacketSink {
   readonly backoff: Backoff;
   readonly stats: ClientStats = {
     sent: 0, queued: 0, dropped: 0, acknowledged: 0, timedOut: 0, lateAcknowledged: 0,
-    resent: 0, received: 0, connects: 0, protocolErrors: 0, callbackErrors: 0,
+    resent: 0, received: 0, connects: 0, protocolErrors: 0, callbackErrors: 0, unhandled: 0,
   };
 
   private currentState = State.Idle;
@@ -320,7 +322,7 @@ export class MqttClient implements TransportSink, PacketSink {
       seed: settings.seed,
     });
     // Devices sharing firmware must not retry in step: mix the client id into the default seed.
-    if (settings.seed === undefined) this.backoff.seed(fnv1a(clientId) ^ (now >>> 0));
+    if (settings.seed === undefined) this.backoff.seed((fnv1a(clientId) ^ now) >>> 0);
 
     const fields: ConnectFields = { clientId, cleanSession, keepAliveSeconds };
     if (options.username !== undefined) {
@@ -353,6 +355,9 @@ export class MqttClient implements TransportSink, PacketSink {
     const queueEntries = wholeNumber("queueEntries", options.queueEntries ?? 64, 0, 65535);
     const queueBytes = wholeNumber("queueBytes", options.queueBytes ?? (queueEntries === 0 ? 0 : 8192), 0, MAX_DELAY_MS);
     if ((queueEntries === 0) !== (queueBytes === 0)) throw invalid("queueEntries and queueBytes must both be 0 (queueing disabled) or both above 0");
+    // The smallest request, a QoS 0 PUBLISH to a one-byte topic with no payload: a queue too small for it could hold nothing.
+    const smallestRequest = packetSize(publishRemaining(1, 0, 0));
+    if (queueBytes > 0 && queueBytes < smallestRequest) throw invalid("queueBytes must be at least " + smallestRequest + " (the smallest request) when queueing, got " + queueBytes);
     this.queue = new Ring(queueBytes, queueEntries);
     const window = wholeNumber("inflightWindow", options.inflightWindow ?? 10, 1, 65535);
     const inflightBytes = wholeNumber("inflightBytes", options.inflightBytes ?? Math.max(4096, this.maxPacketBytes), this.maxPacketBytes, MAX_DELAY_MS);
@@ -530,7 +535,8 @@ export class MqttClient implements TransportSink, PacketSink {
     return this.request(RequestKind.Subscribe, filter, filterBytes, qos, size, onAck, () => {
       this.subFilter[index] = filter;
       this.subQos[index] = qos;
-      this.subHandler[index] = onMessage;
+      // Subscribing again without a handler (to change the QoS, say) keeps the filter's handler.
+      if (onMessage !== undefined) this.subHandler[index] = onMessage;
       if (this.subStatus[index] !== SUB_ACTIVE) this.subStatus[index] = SUB_PENDING;
     });
   }
@@ -797,6 +803,10 @@ export class MqttClient implements TransportSink, PacketSink {
   }
 
   onTransportData(bytes: Uint8Array, offset: number, length: number): void {
+    // A transport's bug caught where it is made: out-of-range reads would decode as garbage.
+    if (!(bytes instanceof Uint8Array) || !(offset >= 0 && length >= 0 && offset + length <= bytes.length) || (offset | 0) !== offset || (length | 0) !== length) {
+      throw invalid("onTransportData(bytes, offset, length) needs a Uint8Array and a range inside it, got offset " + shown(offset) + " and length " + shown(length));
+    }
     const state = this.currentState;
     if (state < State.AwaitingConnack || state === State.Closing) return;
     if (!this.decoder.feed(bytes, offset, length)) this.protocolError(this.decoder.error);
@@ -991,13 +1001,18 @@ export class MqttClient implements TransportSink, PacketSink {
     const topic = message.topic;
     const packetId = decoder.packetId;
     const qos = decoder.qos;
+    let handled = false;
     for (let i = 0; i < this.subFilter.length; i++) {
       const filter = this.subFilter[i];
       const handler = this.subHandler[i];
-      if (filter !== undefined && handler !== undefined && topicMatches(filter, topic)) this.call(handler as Callback, message, undefined, undefined);
+      if (filter !== undefined && handler !== undefined && topicMatches(filter, topic)) {
+        handled = true;
+        this.call(handler as Callback, message, undefined, undefined);
+      }
     }
     const handler = this.handlers.message;
     if (handler) this.call(handler as Callback, message, undefined, undefined);
+    else if (!handled) this.stats.unhandled++;
     if (qos === 1) {
       writePuback(this.tx, 0, packetId);
       this.sendControl(PUBACK_BYTES);

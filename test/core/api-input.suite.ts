@@ -146,6 +146,7 @@ const BAD_SETTINGS: [string, object, string][] = [
   ["queueEntries -1", { queueEntries: -1 }, "queueEntries"],
   ["queueBytes -1", { queueBytes: -1 }, "queueBytes"],
   ["queueBytes 0 with entries", { queueEntries: 4, queueBytes: 0 }, "both be 0"],
+  ["queueBytes too small for any request", { queueEntries: 4, queueBytes: 4 }, "queueBytes must be at least 5 (the smallest request) when queueing, got 4"],
   ["dropPolicy -1", { dropPolicy: -1 }, "dropPolicy"],
   ["dropPolicy as text", { dropPolicy: "DROP_OLDEST" }, "dropPolicy"],
   ["inflightWindow 0", { inflightWindow: 0 }, "inflightWindow must be a whole number from 1"],
@@ -219,4 +220,24 @@ test("API input: a transport whose write() returns neither true nor false is nam
   const client = new MqttClient({ clientId: "x", transport, clock: base.clock });
   client.connect();
   throws(() => (sink as TransportSink).onTransportConnected(), "transport.write() must return true (taken) or false (no room now), got undefined");
+});
+
+test("API input: a transport that reports data outside its buffer is named at the call, and the session is unchanged", () => {
+  const s = connected();
+  const bytes = new Uint8Array(8);
+  const bad: [string, () => unknown][] = [
+    ["not a Uint8Array", () => s.client.onTransportData([0xd0, 0] as never, 0, 2)],
+    ["an ArrayBuffer", () => s.client.onTransportData(bytes.buffer as never, 0, 2)],
+    ["length past the end", () => s.client.onTransportData(bytes, 4, 5)],
+    ["negative offset", () => s.client.onTransportData(bytes, -1, 2)],
+    ["fractional length", () => s.client.onTransportData(bytes, 0, 1.5)],
+    ["NaN offset", () => s.client.onTransportData(bytes, Number.NaN, 1)],
+    ["length missing", () => (s.client.onTransportData as (b: Uint8Array, o: number) => void)(bytes, 0)],
+  ];
+  for (const [label, body] of bad) refused(s, body, "onTransportData(bytes, offset, length) needs a Uint8Array and a range inside it", label);
+  // The same bytes in range are read: a PINGRESP (0xd0 0x00) is taken without complaint.
+  bytes.set([0xd0, 0], 6);
+  s.client.onTransportData(bytes, 6, 2);
+  equal(s.client.stats.protocolErrors, 0);
+  equal(s.client.stateName, "online");
 });

@@ -230,6 +230,10 @@ test("backoff: jitter is deterministic for equal seeds, differs for different se
   const zeroed = new Backoff({ ...settings, seed: 5 });
   zeroed.seed(0);
   ok(delays(zeroed, 10).some((delay) => delay !== 0), "seed(0) does not stick at 0 either");
+  // seed() takes what the seed setting takes, at the call: a fraction or NaN would silently become 0 (then 1).
+  for (const bad of [-1, 2 ** 32, 1.5, Number.NaN, "7" as unknown as number]) {
+    throws(() => zeroed.seed(bad), "backoff seed must be a whole number from 0 to 4294967295");
+  }
 });
 
 test("backoff: property: jittered delays are always within [0, ceiling], for any settings and seed", () => {

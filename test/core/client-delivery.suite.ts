@@ -61,6 +61,28 @@ test("inbound messages reach the matching subscription handlers, then the messag
   deepEqual(order, ["plus:home/kitchen/temp", "hash:home/kitchen/temp:1", "event:home/kitchen/temp:true", "event:office/temp:false"]);
 });
 
+test("subscribing again without a handler keeps the filter's handler; a message nobody handles is counted", () => {
+  const s = connected();
+  s.client.on("message", undefined);
+  const seen: string[] = [];
+  s.client.subscribe("keep/+", 0, (m) => seen.push(m.topic));
+  s.client.subscribe("keep/+", 1); // the QoS changes, the handler stays
+  s.client.subscribe("nobody/#", 1);
+  s.clock.settle();
+  const subscribes = s.broker.sent(8);
+  equal(subscribes.length, 3);
+  s.broker.publish("keep/a", "1", 1);
+  s.broker.publish("nobody/here", "2", 1);
+  s.clock.settle();
+  deepEqual(seen, ["keep/a"]);
+  equal(s.client.stats.unhandled, 1, "the message to nobody/# reached no handler");
+  equal(s.broker.sent(4).length, 2, "both are acknowledged all the same");
+  s.client.on("message", () => undefined);
+  s.broker.publish("nobody/there", "3");
+  s.clock.settle();
+  equal(s.client.stats.unhandled, 1, "a message event handler handles it");
+});
+
 test("each inbound payload is its own bytes, whether or not the payload view is reused", () => {
   const s = connected();
   const seen: string[] = [];
