@@ -3,7 +3,7 @@
 // the client; where the Python SDK is defective this facade does what its README says instead.
 
 import { MAX_DELAY_MS } from "./backoff";
-import { checkOptionalFunction, checkQos, type ClientOptions, connectBinaryProblem, DEFAULT_MAX_PACKET_BYTES, type InboundMessage, MqttClient, type WillSettings, willProblem } from "./client";
+import { checkOptionalFunction, checkQos, type ClientOptions, connectBinaryProblem, DEFAULT_MAX_PACKET_BYTES, type InboundMessage, MqttClient, SMALLEST_REQUEST_BYTES, type WillSettings, willProblem } from "./client";
 import { type Payload, payloadLength } from "./packet";
 import { mqttStringProblem, utf8Length } from "./topic";
 import {
@@ -237,7 +237,7 @@ export class AWSIoTMQTTClientCore {
     if (queueSize === 0 && queueBytes !== undefined && queueBytes !== 0) throw invalid("queueBytes has no use with queueSize 0 (no queue), got " + shown(queueBytes));
     if (dropBehavior !== DROP_OLDEST && dropBehavior !== DROP_NEWEST) throw invalid("dropBehavior must be DROP_OLDEST (0) or DROP_NEWEST (1)");
     const entries = queueSize === -1 ? 256 : queueSize;
-    const bytes = wholeNumber("queueBytes", queueBytes ?? (queueSize === -1 ? 32768 : entries * 128), entries > 0 ? 1 : 0, 0x7fffffff);
+    const bytes = wholeNumber("queueBytes", queueBytes ?? (queueSize === -1 ? 32768 : entries * 128), entries > 0 ? SMALLEST_REQUEST_BYTES : 0, 0x7fffffff);
     this.options.queueEntries = entries;
     this.options.queueBytes = entries === 0 ? 0 : bytes;
     this.options.dropPolicy = dropBehavior;

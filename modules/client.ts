@@ -160,6 +160,9 @@ const OPTION_NAMES = "clientId, transport, clock, cleanSession, keepAliveSeconds
 const BACKOFF_SETTINGS = "baseMs, maxMs, stableMs, jitter, maxAttempts, random, seed";
 const WILL_FIELDS = "topic, payload, qos, retain";
 
+/** The smallest request, a QoS 0 PUBLISH to a one-byte topic with no payload: a queue of fewer bytes could hold nothing. */
+export const SMALLEST_REQUEST_BYTES = 5;
+
 /** The largest packet either way when maxPacketBytes is not given. */
 export const DEFAULT_MAX_PACKET_BYTES = 2048;
 
@@ -355,9 +358,7 @@ export class MqttClient implements TransportSink, PacketSink {
     const queueEntries = wholeNumber("queueEntries", options.queueEntries ?? 64, 0, 65535);
     const queueBytes = wholeNumber("queueBytes", options.queueBytes ?? (queueEntries === 0 ? 0 : 8192), 0, MAX_DELAY_MS);
     if ((queueEntries === 0) !== (queueBytes === 0)) throw invalid("queueEntries and queueBytes must both be 0 (queueing disabled) or both above 0");
-    // The smallest request, a QoS 0 PUBLISH to a one-byte topic with no payload: a queue too small for it could hold nothing.
-    const smallestRequest = packetSize(publishRemaining(1, 0, 0));
-    if (queueBytes > 0 && queueBytes < smallestRequest) throw invalid("queueBytes must be at least " + smallestRequest + " (the smallest request) when queueing, got " + queueBytes);
+    if (queueBytes > 0 && queueBytes < SMALLEST_REQUEST_BYTES) throw invalid("queueBytes must be at least " + SMALLEST_REQUEST_BYTES + " (the smallest request) when queueing, got " + queueBytes);
     this.queue = new Ring(queueBytes, queueEntries);
     const window = wholeNumber("inflightWindow", options.inflightWindow ?? 10, 1, 65535);
     const inflightBytes = wholeNumber("inflightBytes", options.inflightBytes ?? Math.max(4096, this.maxPacketBytes), this.maxPacketBytes, MAX_DELAY_MS);

@@ -151,10 +151,11 @@ test("facade: configuration is validated at the call and fixed once connected", 
   throws(() => client.configureOfflinePublishQueueing(-2), "queueSize");
   throws(() => client.configureOfflinePublishQueueing(10, 5), "dropBehavior");
   throws(() => client.configureOfflinePublishQueueing(1.5), "queueSize (-1: the largest ring, 0: no queue) must be a whole number from -1 to 65535, got 1.5");
-  throws(() => client.configureOfflinePublishQueueing(10, DROP_NEWEST, 0), "queueBytes must be a whole number from 1 to 2147483647, got 0");
-  throws(() => client.configureOfflinePublishQueueing(10, DROP_NEWEST, 2048.5), "queueBytes must be a whole number from 1");
-  throws(() => client.configureOfflinePublishQueueing(10, DROP_NEWEST, 2 ** 31), "queueBytes must be a whole number from 1");
-  throws(() => client.configureOfflinePublishQueueing(10, DROP_NEWEST, "4096" as unknown as number), "queueBytes must be a whole number from 1");
+  throws(() => client.configureOfflinePublishQueueing(10, DROP_NEWEST, 0), "queueBytes must be a whole number from 5 to 2147483647, got 0");
+  throws(() => client.configureOfflinePublishQueueing(10, DROP_NEWEST, 2048.5), "queueBytes must be a whole number from 5");
+  throws(() => client.configureOfflinePublishQueueing(10, DROP_NEWEST, 4), "queueBytes must be a whole number from 5 to 2147483647, got 4");
+  throws(() => client.configureOfflinePublishQueueing(10, DROP_NEWEST, 2 ** 31), "queueBytes must be a whole number from 5");
+  throws(() => client.configureOfflinePublishQueueing(10, DROP_NEWEST, "4096" as unknown as number), "queueBytes must be a whole number from 5");
   throws(() => client.configureOfflinePublishQueueing(0, DROP_NEWEST, 4096), "queueBytes has no use with queueSize 0 (no queue), got 4096");
   client.configureOfflinePublishQueueing(0, DROP_NEWEST, 0);
   // Seconds that round to 0 ms, and frequencies whose interval outlasts the timer, are refused here.

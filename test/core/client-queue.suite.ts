@@ -3,6 +3,8 @@
 import { Accepted, AckStatus, DROP_NEWEST, DROP_OLDEST, ErrorCode } from "../../modules/types";
 import { deepEqual, equal, ok, test, throws } from "../harness";
 import { connected, session } from "../support/session";
+import { SMALLEST_REQUEST_BYTES } from "../../modules/client";
+import { packetSize, publishRemaining } from "../../modules/packet";
 
 function range(from: number, to: number): string[] {
   const values: string[] = [];
@@ -53,6 +55,16 @@ test("the byte limit of the queue is enforced as well as the entry limit", () =>
   for (let i = 0; i < 20; i++) if (s.client.publish("t", "x".repeat(40), 0) === Accepted.Queued) accepted++;
   equal(accepted, 4, "four 45-byte packets fit in 200 bytes");
   equal(s.count("drop"), 16);
+});
+
+test("the smallest queue the client takes holds the smallest request, and delivers it", () => {
+  equal(packetSize(publishRemaining(1, 0, 0)), SMALLEST_REQUEST_BYTES, "a QoS 0 PUBLISH to a one-byte topic with no payload");
+  const s = session({ queueEntries: 1, queueBytes: SMALLEST_REQUEST_BYTES });
+  throws(() => s.client.publish("ab", ""), "request of 6 bytes is larger than the whole offline queue (5 bytes)");
+  equal(s.client.publish("a", ""), Accepted.Queued);
+  s.client.connect();
+  s.clock.advance(2000);
+  deepEqual(s.broker.sent(3).map((packet) => packet.topic), ["a"]);
 });
 
 test("a request larger than the whole queue is refused at the call, nothing queued", () => {
