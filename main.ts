@@ -53,16 +53,20 @@ const commandTopic = prefix + "/cmd";
 const replyTopic = prefix + "/reply";
 const port = whole("port", 8883, 1, 65535);
 const plaintext = flag("plaintext", false);
+// mutualTls=false: the broker authenticates the device another way (a user name and password, say); TLS checks the broker only.
+const mutualTls = !plaintext && flag("mutualTls", true);
+// The manifest leaves the resource names empty: "" takes the default below, and the defaults fall away
+// with plaintext or without mutual TLS, so that a resource named there can be refused rather than ignored.
+if (!plaintext && !mutualTls && (settings.certificateResource || settings.keyResource)) throw new Error("config mutualTls=false takes no certificateResource or keyResource");
 const endpoint: EndpointSettings = {
   host: text("endpoint", "localhost"),
   port,
   serverName: text("serverName", "") || undefined,
   // AWS IoT Core speaks MQTT on 443 only with this ALPN protocol.
   alpn: port === 443 ? ["x-amzn-mqtt-ca"] : undefined,
-  // With plaintext the defaults fall away, and a resource given anyway is refused by the transport.
   caResource: text("caResource", plaintext ? "" : "ca.der") || undefined,
-  certificateResource: text("certificateResource", plaintext ? "" : "device-cert.der") || undefined,
-  keyResource: text("keyResource", plaintext ? "" : "device-key.der") || undefined,
+  certificateResource: text("certificateResource", mutualTls ? "device-cert.der" : "") || undefined,
+  keyResource: text("keyResource", mutualTls ? "device-key.der" : "") || undefined,
   plaintext,
 };
 const maxPacketBytes = whole("maxPacketBytes", DEFAULT_MAX_PACKET_BYTES, 64, 131072);
@@ -77,6 +81,9 @@ const client = new MqttClient({
   clientId,
   transport: moddablePlatform.createTransport(endpoint, maxPacketBytes),
   clock,
+  // For brokers that authenticate with a user name and password (with mutualTls=false, typically); never logged.
+  username: text("username", "") || undefined,
+  password: text("password", "") || undefined,
   cleanSession: flag("cleanSession", true),
   keepAliveSeconds: whole("keepAliveSeconds", 60, 0, 65535),
   connectTimeoutMs: whole("connectTimeoutMs", 30000, 1, 0x7fffffff),
@@ -146,7 +153,7 @@ function publishTelemetry(): void {
   }
 }
 
-log("start", ["client", clientId, "endpoint", endpoint.host + ":" + port, "tls", !plaintext, "telemetry", telemetryTopic, "commands", commandTopic]);
+log("start", ["client", clientId, "endpoint", endpoint.host + ":" + port, "tls", !plaintext, "mutual", mutualTls, "telemetry", telemetryTopic, "commands", commandTopic]);
 client.subscribe(commandTopic, 1, onCommand);
 client.connect();
 

@@ -8,9 +8,11 @@
 //   listener): an error event, backoff as configured, never online, no MQTT CONNECT sent.
 // The in-process clients are the core over hosts/moddable (loadDesktopHost), as on the device.
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
 import mqtt, { type IClientOptions, type MqttClient as PeerClient } from "mqtt";
 import { startBroker, type RunningBroker } from "../../tools/broker.ts";
@@ -404,6 +406,64 @@ describe("the device app while Mosquitto is stopped and restarted", () => {
       await closePeer(observer);
     }
     t.diagnostic(`the MQTT.js observer reported ${observerErrors.length} errors while the broker was down: ${[...new Set(observerErrors)].join("; ")}`);
+  });
+});
+
+describe("the device app's transport settings: mutual TLS (default), TLS that checks the broker only, plaintext", () => {
+  const appEnvironment = (port: number, clientId: string, settings: Record<string, string>): Record<string, string> => ({
+    IOTLINK_RESOURCES: resources,
+    IOTLINK_CONFIG_endpoint: "127.0.0.1",
+    IOTLINK_CONFIG_serverName: "localhost",
+    IOTLINK_CONFIG_port: String(port),
+    IOTLINK_CONFIG_clientId: clientId,
+    IOTLINK_CONFIG_backoffBaseMs: "200",
+    IOTLINK_CONFIG_statusIntervalMs: "600000",
+    ...settings,
+  });
+
+  test("mutualTls=false with a user name and password: no device certificate is offered; the password is checked, never logged", { timeout: 30_000 }, async () => {
+    // Mosquitto's own tool hashes the password file, as a broker's administrator would.
+    const passwords = join(work, "passwords");
+    writeFileSync(passwords, "");
+    await promisify(execFile)("mosquitto_passwd", ["-b", passwords, "meter-7", "s3cret-pass"]);
+    const serverOnly = await mosquitto({ tls: { ...mosquittoTls, requireCertificate: false, useIdentityAsUsername: false }, extraConfig: ["password_file " + passwords] });
+    const credentials = { IOTLINK_CONFIG_mutualTls: "false", IOTLINK_CONFIG_username: "meter-7" };
+
+    const wrong = new AppProcess(appBundle, appEnvironment(serverOnly.port, "iotlink-wrong-pass", { ...credentials, IOTLINK_CONFIG_password: "guessed" }));
+    apps.push(wrong);
+    await wrong.waitForLine("error", 10_000, (line) => /not authorized \(CONNACK 5\)/.test(line.fields.message ?? ""));
+    await wrong.stop();
+
+    const app = new AppProcess(appBundle, appEnvironment(serverOnly.port, "iotlink-server-only", { ...credentials, IOTLINK_CONFIG_password: "s3cret-pass" }));
+    apps.push(app);
+    const start = await app.waitForLine("start", 10_000);
+    assert.equal(start.fields.tls, "true");
+    assert.equal(start.fields.mutual, "false");
+    await app.waitForLine("restored", 10_000);
+    await serverOnly.waitForLog(/New client connected from .* as iotlink-server-only .*u'meter-7'/, 5000);
+    await app.stop();
+    assert.ok(!app.output.concat(wrong.output).some((line) => line.includes("s3cret-pass") || line.includes("guessed")), "no password in the log");
+
+    // The same settings against require_certificate: the handshake fails, so the app really sent no certificate.
+    const mutual = await mosquitto({ tls: mosquittoTls });
+    const refused = new AppProcess(appBundle, appEnvironment(mutual.port, "iotlink-no-cert", { IOTLINK_CONFIG_mutualTls: "false" }));
+    apps.push(refused);
+    await refused.waitForLine("backoff", 10_000, (line) => line.fields.attempt === "2");
+    assert.equal(refused.events("online").length, 0, "never online");
+    assert.equal(count(mutual.lines(), /as iotlink-no-cert/), 0, "no MQTT CONNECT reached Mosquitto");
+    await refused.stop();
+  });
+
+  test("plaintext=true: the manifest's defaults need no clearing; the app speaks plain MQTT to a plain listener", { timeout: 30_000 }, async () => {
+    const plain = await mosquitto({});
+    const app = new AppProcess(appBundle, appEnvironment(plain.port, "iotlink-plain", { IOTLINK_CONFIG_plaintext: "true" }));
+    apps.push(app);
+    const start = await app.waitForLine("start", 10_000);
+    assert.equal(start.fields.tls, "false");
+    assert.equal(start.fields.mutual, "false");
+    await app.waitForLine("restored", 10_000);
+    await plain.waitForLog(/New client connected from .* as iotlink-plain/, 5000);
+    await app.stop();
   });
 });
 

@@ -207,6 +207,8 @@ test("the device app refuses a mistyped setting at start, naming it, before it c
     [{ IOTLINK_CONFIG_keepAliveSeconds: " " }, /config keepAliveSeconds must be a whole number from 0 to 65535, got  /],
     [{ IOTLINK_CONFIG_port: "0x22b3" }, /config port must be a whole number from 1 to 65535, got 0x22b3/],
     [{ IOTLINK_CONFIG_plaintext: "true", IOTLINK_CONFIG_caResource: "ca.der" }, /plaintext connections take no certificates/],
+    [{ IOTLINK_CONFIG_mutualTls: "false", IOTLINK_CONFIG_certificateResource: "device-cert.der" }, /config mutualTls=false takes no certificateResource or keyResource/],
+    [{ IOTLINK_CONFIG_mutualTls: "no" }, /config mutualTls must be true or false, got no/],
   ];
   for (const [settings, problem] of refusals) {
     const failed = await run(process.execPath, [app], {
