@@ -8,6 +8,7 @@ import { basename, join, relative } from "node:path";
 import { gzipSync } from "node:zlib";
 import { build, transform } from "esbuild";
 import ts from "typescript";
+import { loadManifestClosure } from "../tools/manifest.ts";
 
 /** Moddable's own modules: provided by the firmware, never part of the app's bundle. */
 const MODDABLE_MODULES = ["timer", "time", "securesocket", "socket", "Resource", "mc/config"];
@@ -88,11 +89,10 @@ function findXsc(sdk: string): string | undefined {
   return ["release", "debug"].map((kind) => join(sdk, "build", "bin", host, kind, "xsc")).find((path) => existsSync(path));
 }
 
-/** The compiler options the app's manifest gives mcconfig's tsc step (emit settings such as useDefineForClassFields). */
+/** The compiler options the app's manifests give mcconfig's tsc step (emit settings such as useDefineForClassFields). */
 function manifestCompilerOptions(): ts.CompilerOptions {
-  const manifest = JSON.parse(readFileSync(join(root, "manifest.json"), "utf8"));
-  const { options, errors } = ts.convertCompilerOptionsFromJson(manifest.typescript?.tsconfig?.compilerOptions ?? {}, root);
-  if (errors.length > 0) throw new Error("manifest.json typescript.tsconfig.compilerOptions: " + ts.flattenDiagnosticMessageText(errors[0]!.messageText, " "));
+  const { options, errors } = ts.convertCompilerOptionsFromJson(loadManifestClosure(join(root, "manifest.json")).compilerOptions, root);
+  if (errors.length > 0) throw new Error("manifest typescript.tsconfig.compilerOptions: " + ts.flattenDiagnosticMessageText(errors[0]!.messageText, " "));
   return options;
 }
 

@@ -1,6 +1,4 @@
-// The Moddable host in one place: the Platform the core needs (Timer clock, socket transport),
-// and AWSIoTMQTTClient constructed exactly as in the Python SDK.
-import { AWSIoTMQTTClientCore, MQTTv3_1_1 } from "../../modules/awsiot";
+// The Moddable host in one place: the Platform the core needs (Timer clock, socket transport).
 import type { Clock, EndpointSettings, Platform, Transport } from "../../modules/types";
 import { TimerClock } from "./clock";
 import { SocketTransport } from "./transport";
@@ -13,9 +11,3 @@ export const moddablePlatform: Platform = {
     return new SocketTransport(endpoint, largestPacketBytes);
   },
 };
-
-export class AWSIoTMQTTClient extends AWSIoTMQTTClientCore {
-  constructor(clientID: string, protocolType = MQTTv3_1_1, useWebsocket = false, cleanSession = true) {
-    super(moddablePlatform, clientID, protocolType, useWebsocket, cleanSession);
-  }
-}

@@ -10,6 +10,7 @@ import { test } from "node:test";
 import { desktopAliases } from "../../tools/desktop-aliases.ts";
 import { buildDesktopApp, bundleForDesktop, loadDesktopHost } from "../../tools/desktop-build.ts";
 import { useBrokerSetup } from "./fixtures.ts";
+import { loadManifestClosure } from "../../tools/manifest.ts";
 
 const run = promisify(execFile);
 
@@ -83,8 +84,8 @@ test("tsconfig.node.json type-checks hosts/moddable against exactly the modules 
 test("the tests compile class fields as the device build does: useDefineForClassFields is the manifest's in both tsconfigs", () => {
   const root = join(import.meta.dirname, "..", "..");
   const option = (file: string, pick: (json: any) => unknown): unknown => pick(JSON.parse(readFileSync(join(root, file), "utf8")));
-  const device = option("manifest.json", (json) => json.typescript.tsconfig.compilerOptions.useDefineForClassFields);
-  assert.equal(typeof device, "boolean", "manifest.json sets useDefineForClassFields for mcconfig's tsc");
+  const device = loadManifestClosure(join(root, "manifest.json")).compilerOptions.useDefineForClassFields;
+  assert.equal(typeof device, "boolean", "the manifests set useDefineForClassFields for mcconfig's tsc");
   assert.equal(option("tsconfig.json", (json) => json.compilerOptions.useDefineForClassFields), device);
   assert.equal(option("tsconfig.node.json", (json) => json.compilerOptions.useDefineForClassFields), device);
 });

@@ -1,0 +1,72 @@
+// What each manifest puts in the firmware. The app's manifest and its fragments list modules one by
+// one, so these checks stand in for mcconfig on every commit: a module the app imports but no
+// manifest lists would build and then fail on the device with "module not found".
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
+import { test } from "node:test";
+import { loadManifestClosure } from "../../tools/manifest.ts";
+
+const root = join(import.meta.dirname, "..", "..");
+
+/** This project's source files (without extension) that `entry` imports, directly or not; Moddable's modules are left out. */
+function importGraph(entry: string): Set<string> {
+  const reached = new Set<string>();
+  const visit = (file: string): void => {
+    const withoutExtension = file.replace(/\.ts$/, "");
+    if (reached.has(withoutExtension)) return;
+    reached.add(withoutExtension);
+    const source = readFileSync(file, "utf8");
+    for (const match of source.matchAll(/^(?:import|export)\s[^;]*?from\s+"([^"]+)"|^import\s+"([^"]+)"/gms)) {
+      const specifier = match[1] ?? match[2]!;
+      if (!specifier.startsWith(".")) continue;
+      visit(resolve(dirname(file), specifier) + ".ts");
+    }
+  };
+  visit(resolve(root, entry));
+  return reached;
+}
+
+/** Specifier -> file for a manifest and what it includes, checked for listing each source under its own path. */
+function listed(manifest: string): Map<string, string> {
+  const modules = loadManifestClosure(join(root, manifest)).modules;
+  for (const [specifier, source] of modules) assert.equal(relative(root, source), specifier, `${manifest}: module ${specifier} comes from its own path`);
+  return modules;
+}
+
+function names(files: Iterable<string>): string[] {
+  return [...files].map((file) => relative(root, file)).sort();
+}
+
+test("the app's manifest lists every module main.ts imports, and not the AWS IoT facade, which main.ts does not use", () => {
+  const app = listed("manifest.json");
+  const needed = names(importGraph("main.ts"));
+  assert.deepEqual(needed.filter((name) => !app.has(name)), [], "imported but in no manifest");
+  assert.deepEqual([...app.keys()].sort(), needed, "listed but not imported: firmware carried for nothing");
+  assert.ok(!app.has("modules/awsiot") && !app.has("hosts/moddable/awsiot"));
+});
+
+test("manifest_awsiot.json adds exactly the facade's modules to the library fragment", () => {
+  const library = listed("manifest_iotlink.json");
+  const facade = listed("manifest_awsiot.json");
+  assert.deepEqual(names(importGraph("hosts/moddable/awsiot.ts")).filter((name) => !facade.has(name)), [], "the facade's imports are all listed");
+  assert.deepEqual([...facade.keys()].filter((name) => !library.has(name)).sort(), ["hosts/moddable/awsiot", "modules/awsiot"]);
+  // The library fragment is everything an app needs besides its own code: the core and the Moddable host.
+  assert.deepEqual([...library.keys()].sort(), names(importGraph("hosts/moddable/platform.ts")).concat(names(importGraph("modules/client.ts"))).filter((name, i, all) => all.indexOf(name) === i).sort());
+});
+
+test("every portable module and Moddable host module is in a manifest fragment (nothing written for the device is left out)", () => {
+  const everything = new Set([...listed("manifest.json").keys(), ...listed("manifest_awsiot.json").keys()]);
+  const sources = ["modules", "hosts/moddable"].flatMap((directory) => readdirSync(join(root, directory)).filter((file) => file.endsWith(".ts")).map((file) => directory + "/" + file.replace(/\.ts$/, "")));
+  assert.deepEqual(sources.filter((name) => !everything.has(name)), []);
+});
+
+test("the SDK's modules the transport needs come with the library fragment, and the TLS settings with it", () => {
+  const library = loadManifestClosure(join(root, "manifest_iotlink.json"));
+  assert.deepEqual(library.sdkIncludes, ["$(MODDABLE)/examples/manifest_net.json", "$(MODDABLE)/modules/crypt/tls.json"]);
+  assert.deepEqual(library.config.tls, { DHE_RSA: false }, "Moddable's TLS cannot do DHE with a client certificate");
+  assert.equal(library.compilerOptions.useDefineForClassFields, false);
+  const app = loadManifestClosure(join(root, "manifest.json"));
+  assert.deepEqual(app.config.tls, { DHE_RSA: false }, "the app gets it through the include");
+  assert.equal(app.files.map((file) => relative(root, file)).join(", "), "manifest_iotlink.json, manifest.json");
+});
