@@ -81,6 +81,12 @@ function checkAwsPayload(payload: Payload | ArrayBuffer): void {
  * The facade over a host Platform; each host exports a subclass that supplies its platform, so
  * user code constructs it exactly as in Python: new AWSIoTMQTTClient("clientId").
  */
+interface PendingConnect {
+  promise: Promise<boolean>;
+  resolve: (value: boolean) => void;
+  reject: (error: Error) => void;
+}
+
 export class AWSIoTMQTTClientCore {
   static readonly DROP_OLDEST = DROP_OLDEST;
   static readonly DROP_NEWEST = DROP_NEWEST;
@@ -96,7 +102,7 @@ export class AWSIoTMQTTClientCore {
   private username: string | undefined;
   private metrics = true;
   private client: MqttClient | undefined;
-  private pendingConnect: { resolve: (value: boolean) => void; reject: (error: Error) => void } | undefined;
+  private pendingConnect: PendingConnect | undefined;
   private connectAck: ((mid: number, returnCode: number) => void) | undefined;
 
   constructor(platform: Platform, clientID: string, protocolType = MQTTv3_1_1, useWebsocket = false, cleanSession = true) {
@@ -336,16 +342,22 @@ export class AWSIoTMQTTClientCore {
 
   /**
    * Resolves true at CONNACK; rejects with the cause if the first attempt fails, while the client
-   * keeps retrying with backoff until disconnect(). Calling it again while connected resolves true.
+   * keeps retrying with backoff until disconnect(). Calling it again while connected resolves true;
+   * while a connect() is still pending, it returns that same Promise.
    */
   connect(keepAliveIntervalSecond = 600): Promise<boolean> {
     const client = this.build(keepAliveIntervalSecond);
     const state = client.stateName;
     if (state === "online" || state === "draining" || state === "resubscribing") return Promise.resolve(true);
-    return new Promise((resolve, reject) => {
-      this.pendingConnect = { resolve, reject };
-      client.connect();
+    if (this.pendingConnect) return this.pendingConnect.promise;
+    const pending = {} as PendingConnect;
+    pending.promise = new Promise<boolean>((resolve, reject) => {
+      pending.resolve = resolve;
+      pending.reject = reject;
     });
+    this.pendingConnect = pending;
+    client.connect();
+    return pending.promise;
   }
 
   /** ackCallback(mid, returnCode): 0 accepted, 1-5 CONNACK refusals, -1 no CONNACK (network, TLS, timeout). */

@@ -96,6 +96,24 @@ test("facade: first connect that fails rejects with the cause and is retried in 
   equal(broker.opens, 2);
 });
 
+test("facade: connect() again while the first is pending returns the same Promise: both callers learn the outcome", async () => {
+  const { client, broker, clock } = configured();
+  const first = client.connect();
+  const second = client.connect();
+  ok(second === first, "one pending connection, one Promise");
+  clock.settle();
+  equal(await second, true);
+  equal(broker.opens, 1);
+  const refused = configured();
+  refused.broker.connackCode = 5;
+  const outcomes: string[] = [];
+  const attempts = [refused.client.connect(), refused.client.connect()].map((promise) => promise.then(() => "resolved", (error: Error) => error.message));
+  refused.clock.settle();
+  for (const attempt of attempts) outcomes.push(await attempt);
+  equal(outcomes.length, 2);
+  ok(outcomes.every((outcome) => outcome.indexOf("not authorized") >= 0), outcomes.join(" | "));
+});
+
 test("facade: publish resolves true online, false when queued; a queued publishAsync keeps its ack callback", async () => {
   const { client, broker, clock } = configured();
   const connecting = client.connect();
