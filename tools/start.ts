@@ -13,6 +13,7 @@ import { parseArgs } from "node:util";
 import { startBroker, type RunningBroker } from "./broker.ts";
 import { ensureDevPki } from "./certs.ts";
 import { buildDesktopApp } from "./desktop-build.ts";
+import manifest from "../manifest.json" with { type: "json" };
 
 const { values } = parseArgs({
   options: {
@@ -58,8 +59,9 @@ const app = spawn(process.execPath, ["--enable-source-maps", bundle], { env: env
 // Against the embedded broker, show the command path too: ask the device for a ping and its status.
 const demo: NodeJS.Timeout[] = [];
 if (broker) {
-  const clientId = environment.IOTLINK_CONFIG_clientId ?? "iotlink-device";
-  const commands = "iotlink/" + clientId + "/cmd";
+  // The app's own topics: an empty override means the manifest's value, as in main.ts.
+  const clientId = environment.IOTLINK_CONFIG_clientId || manifest.config.clientId;
+  const commands = (environment.IOTLINK_CONFIG_topicPrefix || manifest.config.topicPrefix) + "/" + clientId + "/cmd";
   for (const [delay, command] of [[3000, "ping"], [6000, "status"]] as const) {
     demo.push(setTimeout(() => {
       say(`broker publishes "${command}" to ${commands}`);

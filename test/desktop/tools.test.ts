@@ -110,3 +110,17 @@ describe("npm run import-aws", () => {
     );
   });
 });
+
+describe("npm start", () => {
+  test("against the embedded broker, the demo commands go to the app's own command topic, topicPrefix and clientId included", { timeout: 60_000 }, async () => {
+    const certificates = join(scratch, "start-certs");
+    const { stdout } = await run(process.execPath, ["--import", "tsx", join(TOOLS, "start.ts"), "--run-for", "7", "--quiet", "--certs", certificates], {
+      env: { ...process.env, IOTLINK_CONFIG_topicPrefix: "acme", IOTLINK_CONFIG_clientId: "meter-9" },
+      timeout: 50_000,
+    });
+    assert.match(stdout, /broker publishes "ping" to acme\/meter-9\/cmd/);
+    assert.match(stdout, /iotlink command name=ping/);
+    assert.match(stdout, /iotlink command name=status/);
+    assert.match(stdout, /iotlink done sent=\d+/);
+  });
+});
