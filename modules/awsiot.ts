@@ -77,16 +77,17 @@ function checkAwsPayload(payload: Payload | ArrayBuffer): void {
   if (bytes > AWS_MAX_PAYLOAD_BYTES) throw invalid("payload of " + bytes + " bytes is over AWS IoT Core's limit of " + AWS_MAX_PAYLOAD_BYTES + " bytes (128 KB)");
 }
 
-/**
- * The facade over a host Platform; each host exports a subclass that supplies its platform, so
- * user code constructs it exactly as in Python: new AWSIoTMQTTClient("clientId").
- */
+/** A connect() whose outcome is not known yet: a second connect() meanwhile gets the same Promise. */
 interface PendingConnect {
   promise: Promise<boolean>;
   resolve: (value: boolean) => void;
   reject: (error: Error) => void;
 }
 
+/**
+ * The facade over a host Platform; each host exports a subclass that supplies its platform, so
+ * user code constructs it exactly as in Python: new AWSIoTMQTTClient("clientId").
+ */
 export class AWSIoTMQTTClientCore {
   static readonly DROP_OLDEST = DROP_OLDEST;
   static readonly DROP_NEWEST = DROP_NEWEST;
