@@ -91,7 +91,7 @@ let offlineCount = 0;
 async function iotlinkDriver(spec: RunSpec): Promise<Driver> {
   const host = (await import(pathToFileURL(spec.hostBundle).href)) as DesktopHost;
   host.setResourceDirectory(spec.pki);
-  host.mergeConfig({ tls: { DHE_RSA: false } }); // as the app manifest does: Mosquitto would pick DHE
+  host.mergeConfig({ tls: { DHE_RSA: false } }); // as manifest_iotlink.json does: Mosquitto would pick DHE
   const transport = host.moddablePlatform.createTransport(
     spec.tls
       ? { host: "localhost", port: spec.port, caResource: "ca.der", certificateResource: "device-cert.der", keyResource: "device-key.der" }

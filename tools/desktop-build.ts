@@ -3,13 +3,15 @@
 import { build } from "esbuild";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { desktopAliases, desktopInject } from "./desktop-aliases.ts";
+import { loadManifestClosure } from "./manifest.ts";
 
 export const DESKTOP_BUNDLE = fileURLToPath(new URL("../build/desktop/main.mjs", import.meta.url));
 const DESKTOP_HOST_BUNDLE = fileURLToPath(new URL("../build/desktop/host.mjs", import.meta.url));
 
-/** Bundles `entryPoint` (a path) with the Moddable aliases into one ESM file for Node. */
-export async function bundleForDesktop(entryPoint: string, outfile: string): Promise<string> {
+/** Bundles `entryPoint` (a path) with the Moddable aliases into one ESM file for Node; `define` as esbuild's. */
+export async function bundleForDesktop(entryPoint: string, outfile: string, define: Record<string, string> = {}): Promise<string> {
   await build({
+    define,
     entryPoints: [entryPoint],
     bundle: true,
     platform: "node",
@@ -24,9 +26,13 @@ export async function bundleForDesktop(entryPoint: string, outfile: string): Pro
   return outfile;
 }
 
-/** The device app (tools/desktop-entry.ts, which runs main.ts), ready for `node <bundle>`. */
+/**
+ * The device app (tools/desktop-entry.ts, which runs main.ts), ready for `node <bundle>`, with the
+ * config of the app's manifests as mcconfig combines them (IOTLINK_MANIFEST_CONFIG).
+ */
 export function buildDesktopApp(outfile = DESKTOP_BUNDLE): Promise<string> {
-  return bundleForDesktop(fileURLToPath(new URL("./desktop-entry.ts", import.meta.url)), outfile);
+  const { config } = loadManifestClosure(fileURLToPath(new URL("../manifest.json", import.meta.url)));
+  return bundleForDesktop(fileURLToPath(new URL("./desktop-entry.ts", import.meta.url)), outfile, { IOTLINK_MANIFEST_CONFIG: JSON.stringify(config) });
 }
 
 export type DesktopHost = typeof import("./desktop-host-entry.ts");

@@ -4,14 +4,15 @@
 // (which modules each manifest puts in the firmware).
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
+import { type ConfigObject, mergeInto } from "../hosts/desktop/config.ts";
 
 export interface ManifestClosure {
   /** Module specifier (as XS resolves imports) to the source file, without extension. */
   readonly modules: Map<string, string>;
   /** Every manifest read, includer last. */
   readonly files: string[];
-  readonly config: Record<string, unknown>;
-  readonly compilerOptions: Record<string, unknown>;
+  readonly config: ConfigObject;
+  readonly compilerOptions: ConfigObject;
   /** The SDK's manifests that were named (not read). */
   readonly sdkIncludes: string[];
 }
@@ -19,17 +20,8 @@ export interface ManifestClosure {
 interface ManifestJson {
   include?: string | string[];
   modules?: Record<string, string | string[]>;
-  config?: Record<string, unknown>;
-  typescript?: { tsconfig?: { compilerOptions?: Record<string, unknown> } };
-}
-
-function mergeInto(target: Record<string, unknown>, values: Record<string, unknown>): void {
-  for (const [key, value] of Object.entries(values)) {
-    const existing = target[key];
-    if (value && typeof value === "object" && !Array.isArray(value) && existing && typeof existing === "object" && !Array.isArray(existing)) {
-      mergeInto(existing as Record<string, unknown>, value as Record<string, unknown>);
-    } else target[key] = value;
-  }
+  config?: ConfigObject;
+  typescript?: { tsconfig?: { compilerOptions?: ConfigObject } };
 }
 
 export function loadManifestClosure(file: string): ManifestClosure {

@@ -13,7 +13,7 @@ import { parseArgs } from "node:util";
 import { startBroker, type RunningBroker } from "./broker.ts";
 import { ensureDevPki } from "./certs.ts";
 import { buildDesktopApp } from "./desktop-build.ts";
-import manifest from "../manifest.json" with { type: "json" };
+import { loadManifestClosure } from "./manifest.ts";
 
 const { values } = parseArgs({
   options: {
@@ -60,8 +60,9 @@ const app = spawn(process.execPath, ["--enable-source-maps", bundle], { env: env
 const demo: NodeJS.Timeout[] = [];
 if (broker) {
   // The app's own topics: an empty override means the manifest's value, as in main.ts.
-  const clientId = environment.IOTLINK_CONFIG_clientId || manifest.config.clientId;
-  const commands = (environment.IOTLINK_CONFIG_topicPrefix || manifest.config.topicPrefix) + "/" + clientId + "/cmd";
+  const { config } = loadManifestClosure(resolve(import.meta.dirname, "..", "manifest.json"));
+  const clientId = environment.IOTLINK_CONFIG_clientId || String(config.clientId);
+  const commands = (environment.IOTLINK_CONFIG_topicPrefix || String(config.topicPrefix)) + "/" + clientId + "/cmd";
   for (const [delay, command] of [[3000, "ping"], [6000, "status"]] as const) {
     demo.push(setTimeout(() => {
       say(`broker publishes "${command}" to ${commands}`);

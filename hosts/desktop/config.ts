@@ -17,7 +17,8 @@ function isPlainObject(value: unknown): value is ConfigObject {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-function mergeInto(target: ConfigObject, source: ConfigObject): void {
+/** Merges `source` into `target` as mcconfig merges manifests: objects key by key, anything else replaced. */
+export function mergeInto(target: ConfigObject, source: ConfigObject): void {
   for (const [key, value] of Object.entries(source)) {
     const existing = target[key];
     if (isPlainObject(existing) && isPlainObject(value)) mergeInto(existing, value);

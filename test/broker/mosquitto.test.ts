@@ -58,7 +58,7 @@ before(async () => {
 
   host = await loadDesktopHost(join(work, "host.mjs"));
   host.setResourceDirectory(resources);
-  // What the app's manifest says (a default OpenSSL broker picks DHE, which Moddable's mutual TLS cannot do).
+  // What manifest_iotlink.json says (a default OpenSSL broker picks DHE, which Moddable's mutual TLS cannot do).
   host.mergeConfig({ tls: { DHE_RSA: false } });
   host.setTraceSink((text) => {
     traced += text;

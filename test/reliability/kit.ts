@@ -45,8 +45,8 @@ export function loadHost(instance = "main"): Promise<DesktopHost> {
 export const traced = new Map<DesktopHost, string[]>();
 
 /**
- * Points a host instance at the fixtures' PKI, with the app manifest's TLS config (DHE_RSA off:
- * manifest.json), and captures its trace output.
+ * Points a host instance at the fixtures' PKI, with the library manifest's TLS config (DHE_RSA off:
+ * manifest_iotlink.json), and captures its trace output.
  */
 export async function prepareHost(instance: string, fixtures: Fixtures, config: { DHE_RSA?: boolean } = {}): Promise<DesktopHost> {
   const host = await loadHost(instance);
