@@ -1,7 +1,7 @@
 // Reads a Moddable manifest of this project the way mcconfig combines them: included manifests
 // first (only this project's "./" includes are followed; $(MODDABLE) ones are the SDK's), each
-// path relative to the manifest that names it. Used by the bench (compiler options) and the tests
-// (which modules each manifest puts in the firmware).
+// path relative to the manifest that names it. Used by the bench (compiler options), the desktop
+// app's bundle and `npm start` (config), and the tests (which modules each manifest puts in the firmware).
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { type ConfigObject, mergeInto } from "../hosts/desktop/config.ts";
