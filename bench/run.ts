@@ -11,6 +11,7 @@
 //   npm run bench -- --only xs,memory     only these sections
 //   npm run bench -- --runs 3             throughput runs per figure (default 5, interleaved; medians reported)
 //   npm run bench -- --messages 20000     messages per throughput run (default 20000)
+//   npm run bench -- --warmup 2000        messages each throughput run sends before it measures (default 2000)
 //   npm run bench -- --window 10          IoTLink's in-flight window, also kept by the MQTT.js driver
 //   npm run bench -- --wide-window 50     IoTLink's second, wide window (100 matches MQTT.js's unwindowed rate: BENCHMARKS.md)
 //   npm run bench -- --profile-messages N messages of the one profiled run per client (default 100000)
@@ -49,6 +50,7 @@ const { values: flags } = parseArgs({
     only: { type: "string" },
     runs: { type: "string", default: "5" },
     messages: { type: "string", default: "20000" },
+    warmup: { type: "string", default: "2000" },
     window: { type: "string", default: "10" },
     "wide-window": { type: "string", default: "50" },
     "profile-messages": { type: "string", default: "100000" },
@@ -58,17 +60,18 @@ const { values: flags } = parseArgs({
   },
 });
 if (flags.help) {
-  process.stdout.write("usage: npm run bench -- [--only xs,memory,throughput,recovery,size] [--runs 5] [--messages 20000] [--window 10] [--wide-window 50] [--profile-messages 100000] [--no-slow-drain] [--json out.json]\n");
+  process.stdout.write("usage: npm run bench -- [--only xs,memory,throughput,recovery,size] [--runs 5] [--messages 20000] [--warmup 2000] [--window 10] [--wide-window 50] [--profile-messages 100000] [--no-slow-drain] [--json out.json]\n");
   process.exit(0);
 }
 const only = new Set<Section>((flags.only ?? SECTIONS.join(",")).split(",").map((name) => name.trim()) as Section[]);
 for (const name of only) if (!SECTIONS.includes(name)) throw new Error(`unknown section ${name}; sections: ${SECTIONS.join(", ")}`);
 const runs = Number(flags.runs);
 const messages = Number(flags.messages);
+const warmup = Number(flags.warmup);
 const window = Number(flags.window);
 const wideWindow = Number(flags["wide-window"]);
 const profileMessages = Number(flags["profile-messages"]);
-for (const [name, value] of [["runs", runs], ["messages", messages], ["window", window], ["wide-window", wideWindow], ["profile-messages", profileMessages]] as const) {
+for (const [name, value] of [["runs", runs], ["messages", messages], ["warmup", warmup], ["window", window], ["wide-window", wideWindow], ["profile-messages", profileMessages]] as const) {
   if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} must be a whole number of at least 1, got ${String(flags[name])}`);
 }
 
@@ -274,7 +277,7 @@ function printMemory(results: XsResults): void {
 // ------------------------------------------------------------------ throughput
 
 function printThroughput(rows: ThroughputRow[]): void {
-  out(`### 3. Throughput: ${fixed(messages)} publishes x 64 B, median of ${runs} interleaved runs (each run its own process, after a 2,000-message warm-up)`);
+  out(`### 3. Throughput: ${fixed(messages)} publishes x 64 B, median of ${runs} interleaved runs (each run its own process, after a ${fixed(warmup)}-message warm-up)`);
   out();
   const find = (transport: string, qos: number, prefix: string): ThroughputRow | undefined => rows.find((row) => row.transport === transport && row.qos === qos && row.client.startsWith(prefix));
   table(
@@ -538,7 +541,7 @@ async function main(): Promise<void> {
         log("bench: throughput");
         const plainBroker = await startMosquitto({ logTypes: ["error"], extraConfig: ["sys_interval 1"] });
         brokers.push(plainBroker);
-        const rows = await runThroughput({ tlsBroker, plainBroker, pki: work, hostBundle, messages, runs, window, wideWindow, profileMessages, warmup: 2000, log });
+        const rows = await runThroughput({ tlsBroker, plainBroker, pki: work, hostBundle, messages, runs, window, wideWindow, profileMessages, warmup, log });
         results.throughput = rows;
         results.throughputCpuComparison = cpuComparisons(rows);
         printThroughput(rows);

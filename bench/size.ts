@@ -46,6 +46,11 @@ async function measure(what: string, entry: string): Promise<SizeRow> {
   return { what, entry, bytes: output.length, gzipBytes: gzipSync(output, { level: 9 }).length, inputs };
 }
 
+/** The source files a bundle of section 5 pulls in (Moddable's own modules are external there). */
+export function sourcesOf(row: SizeRow): string[] {
+  return Object.keys(row.inputs).map((input) => join(root, input));
+}
+
 export async function runSize(): Promise<SizeRow[]> {
   return [
     await measure("core: MqttClient with codec, topics, backoff, ring", "modules/client.ts"),
@@ -159,8 +164,6 @@ export async function runBytecode(sizeRows: SizeRow[]): Promise<BytecodeResult> 
   if (!xsc) return { skipped: `no xsc under ${sdk}/build/bin: build the SDK's tools first (sections 5b and 5c)` };
   const work = mkdtempSync(join(tmpdir(), "iotlink-xsb-"));
   try {
-    // The modules each bundle of section 5 pulls in (Moddable's own modules are external there).
-    const sources = (row: SizeRow): string[] => Object.keys(row.inputs).map((input) => join(root, input));
     const bundle = (entry: string): SizeRow => {
       const row = sizeRows.find((candidate) => candidate.entry === entry);
       if (!row) throw new Error(`section 5 measured no bundle from ${entry}`);
@@ -168,10 +171,10 @@ export async function runBytecode(sizeRows: SizeRow[]): Promise<BytecodeResult> 
     };
     const core = bundle("modules/client.ts");
     const app = bundle("main.ts");
-    const coreFiles = sources(core);
+    const coreFiles = sourcesOf(core);
     const rows = [
       await compileModules(xsc, core.what, coreFiles, join(work, "core")),
-      await compileModules(xsc, app.what, sources(app), join(work, "app")),
+      await compileModules(xsc, app.what, sourcesOf(app), join(work, "app")),
       await compileModules(xsc, "Moddable: ECMA-419 MQTT client + mqtt/js wrapper", [join(sdk, MODDABLE_MQTT_FILES.client), join(sdk, MODDABLE_MQTT_FILES.wrapper)], join(work, "moddable")),
       await compileModules(xsc, "Moddable: legacy QoS 0 mqtt module", [join(sdk, MODDABLE_MQTT_FILES.legacy)], join(work, "legacy")),
     ];
@@ -185,7 +188,7 @@ export async function runBytecode(sizeRows: SizeRow[]): Promise<BytecodeResult> 
 
 /**
  * The core's features that Moddable's MQTT stack (ECMA-419 client + mqtt/js) lacks, by the functions
- * that carry them. A name that no longer exists stops the bench, so the list cannot go stale.
+ * that carry them. A name that no longer exists stops the bench and fails `npm run test:bench`.
  */
 const FEATURES_MODDABLE_LACKS: readonly { what: string; functions: readonly string[] }[] = [
   {
@@ -216,6 +219,9 @@ const OTHER_PARTS: readonly { what: string; functions: readonly string[] }[] = [
   { what: "MqttClient constructor: the checks of its 19 options, and its state", functions: ["client.MqttClient.constructor"] },
   { what: "resubscription in batches of 8 (mqtt/js resubscribes too, every filter in one SUBSCRIBE)", functions: ["client.MqttClient.resubscribeAll", "client.MqttClient.onResubscribeAck", "client.MqttClient.settleSubscription"] },
 ];
+
+/** Every function section 5c names. */
+export const BREAKDOWN_FUNCTIONS: readonly string[] = [...FEATURES_MODDABLE_LACKS, ...OTHER_PARTS].flatMap(({ functions }) => functions);
 
 /** Message texts: string literals of at least this many characters (validation and error messages). */
 const MESSAGE_MIN_CHARACTERS = 12;
@@ -254,6 +260,19 @@ function blankMessages(source: ts.SourceFile): Edit[] {
   return edits;
 }
 
+const moduleName = (file: string): string => basename(file).replace(/\.ts$/, "");
+const parsed = (file: string, code: string): ts.SourceFile => ts.createSourceFile(file + ".js", code, ts.ScriptTarget.ES2022, true);
+
+/**
+ * Of `names` ("module.function", "module.Class.method"), those that no function of `files` carries,
+ * as Moddable's tsc step emits them. Needs no SDK, so the tests keep section 5c's lists current.
+ */
+export function undefinedFunctions(files: string[], names: readonly string[]): string[] {
+  const found = new Set<string>();
+  for (const [file, code] of emitJavaScript(files, join(tmpdir(), "iotlink-names"))) emptyBodies(moduleName(file), parsed(file, code), new Set(names), found);
+  return names.filter((name) => !found.has(name));
+}
+
 function applyEdits(code: string, edits: Edit[]): string {
   let result = code;
   for (const edit of [...edits].sort((a, b) => b.start - a.start)) result = result.slice(0, edit.start) + edit.text + result.slice(edit.end);
@@ -266,12 +285,14 @@ function applyEdits(code: string, edits: Edit[]): string {
  * stay), and how many the message texts account for.
  */
 function breakdownCore(xsc: string, files: string[], work: string): BreakdownRow[] {
+  const missing = undefinedFunctions(files, BREAKDOWN_FUNCTIONS);
+  if (missing.length > 0) throw new Error(`bench/size.ts section 5c: no function ${missing.join(", ")} in the core; update FEATURES_MODDABLE_LACKS`);
   const javascript = emitJavaScript(files, join(work, "tsc"));
   let variant = 0;
   const compile = (file: string, code: string): number => xsbBytes(xsc, file, code, join(work, String(variant++)));
   const modules = files.map((file) => {
     const code = javascript.get(file)!;
-    return { file, module: basename(file).replace(/\.ts$/, ""), code, bytes: compile(file, code), source: ts.createSourceFile(file + ".js", code, ts.ScriptTarget.ES2022, true) };
+    return { file, module: moduleName(file), code, bytes: compile(file, code), source: parsed(file, code) };
   });
   // Only the modules a variant changes are compiled again.
   const total = (edit: (module: (typeof modules)[number]) => Edit[]): number =>
@@ -280,14 +301,7 @@ function breakdownCore(xsc: string, files: string[], work: string): BreakdownRow
       return sum + (edits.length === 0 ? module.bytes : compile(module.file, applyEdits(module.code, edits)));
     }, 0);
   const whole = total(() => []);
-  const withoutBodies = (functions: readonly string[]): number => {
-    const names = new Set(functions);
-    const found = new Set<string>();
-    const bytes = total((module) => emptyBodies(module.module, module.source, names, found));
-    const missing = functions.filter((name) => !found.has(name));
-    if (missing.length > 0) throw new Error(`bench/size.ts section 5c: no function ${missing.join(", ")} in the core; update FEATURES_MODDABLE_LACKS`);
-    return whole - bytes;
-  };
+  const withoutBodies = (functions: readonly string[]): number => whole - total((module) => emptyBodies(module.module, module.source, new Set(functions), new Set()));
   const rows: BreakdownRow[] = FEATURES_MODDABLE_LACKS.map(({ what, functions }) => ({ what, carriedBy: functions.join(", "), bytes: withoutBodies(functions), kind: "feature" }));
   const together = withoutBodies(FEATURES_MODDABLE_LACKS.flatMap(({ functions }) => functions));
   rows.push({ what: "all of the above, emptied at once", carriedBy: "", bytes: together, kind: "together" });
