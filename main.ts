@@ -95,6 +95,7 @@ const client = new MqttClient({
     jitter: flag("backoffJitter", false),
   },
   queueEntries,
+  // Empty in the manifest, so that queueEntries=0 alone turns the queue off: the default follows it.
   queueBytes: whole("queueBytes", queueEntries === 0 ? 0 : 8192, 0, 0x7fffffff),
   dropPolicy: choice("dropPolicy", "oldest", ["oldest", "newest"]) === "newest" ? DROP_NEWEST : DROP_OLDEST,
   inflightWindow: whole("inflightWindow", 10, 1, 100),
@@ -121,7 +122,16 @@ function status(event: string): void {
 client.on("state", () => status("state"));
 client.on("online", (sessionPresent) => log("online", ["endpoint", endpoint.host + ":" + port, "session", sessionPresent]));
 client.on("offline", (reason) => log("offline", ["reason", reason]));
-client.on("restored", () => log("restored", ["queue", client.queuedCount]));
+let subscribed = false;
+client.on("restored", () => {
+  log("restored", ["queue", client.queuedCount]);
+  // Subscribed once, here rather than before connect(): a request made before the session is
+  // restored needs the offline queue, which queueEntries=0 turns off. The client re-subscribes
+  // by itself after every reconnect.
+  if (subscribed) return;
+  subscribed = true;
+  client.subscribe(commandTopic, 1, onCommand);
+});
 client.on("reconnecting", (delay, attempt) => log("backoff", ["delay", delay, "attempt", attempt]));
 client.on("drop", (kind, topic) => log("drop", ["kind", kind, "topic", topic, "dropped", client.stats.dropped]));
 client.on("error", (error) => log("error", ["code", error.code, "message", error.message]));
@@ -154,7 +164,6 @@ function publishTelemetry(): void {
 }
 
 log("start", ["client", clientId, "endpoint", endpoint.host + ":" + port, "tls", !plaintext, "mutual", mutualTls, "telemetry", telemetryTopic, "commands", commandTopic]);
-client.subscribe(commandTopic, 1, onCommand);
 client.connect();
 
 const telemetryTimer = Timer.repeat(() => {

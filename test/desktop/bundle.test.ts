@@ -210,6 +210,7 @@ test("the device app refuses a mistyped setting at start, naming it, before it c
     [{ IOTLINK_CONFIG_plaintext: "true", IOTLINK_CONFIG_caResource: "ca.der" }, /plaintext connections take no certificates/],
     [{ IOTLINK_CONFIG_mutualTls: "false", IOTLINK_CONFIG_certificateResource: "device-cert.der" }, /config mutualTls=false takes no certificateResource or keyResource/],
     [{ IOTLINK_CONFIG_mutualTls: "no" }, /config mutualTls must be true or false, got no/],
+    [{ IOTLINK_CONFIG_queueEntries: "0", IOTLINK_CONFIG_queueBytes: "8192" }, /queueEntries and queueBytes must both be 0/],
   ];
   for (const [settings, problem] of refusals) {
     const failed = await run(process.execPath, [app], {
@@ -220,4 +221,29 @@ test("the device app refuses a mistyped setting at start, naming it, before it c
     assert.match(failed.stderr ?? "", problem);
   }
   assert.equal(setup.broker.connectedClientIds().length, 0, "nothing connected");
+});
+
+test("the device app runs with its offline queue off when only queueEntries=0 is set (queueBytes follows)", { timeout: 30_000 }, async () => {
+  const app = await buildDesktopApp(join(setup.work, "app-no-queue.mjs"));
+  // Commands too: the app must subscribe without an offline queue.
+  const pings = setInterval(() => void setup.broker.publish("iotlink/no-queue/cmd", "ping", 1), 200);
+  const { stdout } = await run(process.execPath, [app], {
+    env: {
+      ...process.env,
+      IOTLINK_RESOURCES: setup.fixtures.pki,
+      IOTLINK_CONFIG_endpoint: "localhost",
+      IOTLINK_CONFIG_port: String(setup.broker.port),
+      IOTLINK_CONFIG_clientId: "no-queue",
+      IOTLINK_CONFIG_queueEntries: "0",
+      IOTLINK_CONFIG_telemetryIntervalMs: "200",
+      IOTLINK_CONFIG_runForMs: "1500",
+    },
+    timeout: 20_000,
+  }).finally(() => clearInterval(pings));
+  assert.match(stdout, /iotlink online /);
+  assert.match(stdout, /iotlink command name=ping/);
+  assert.ok(setup.broker.messages.some((message) => message.clientId === "no-queue" && message.topic === "iotlink/no-queue/reply" && String(message.payload).includes('"command":"ping"')), "the app answered a ping");
+  assert.match(stdout, /iotlink done sent=\d+ acked=\d+ queue=0/);
+  const sent = /iotlink done sent=(\d+) acked=(\d+)/.exec(stdout);
+  assert.ok(sent && Number(sent[1]) > 0 && sent[1] === sent[2], "telemetry went out and was acknowledged: " + sent?.[0]);
 });
