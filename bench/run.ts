@@ -144,14 +144,14 @@ function machine(): Record<string, string> {
 
 // ------------------------------------------------------------------ XS and memory
 
-interface Metered {
+export interface Metered {
   n: number;
   ops: number;
   createdSlots?: number;
   retainedSlots?: number;
   check?: string;
 }
-interface XsResults {
+export interface XsResults {
   n: number;
   warmup: number;
   scenarios: Record<string, Metered>;
@@ -334,7 +334,7 @@ const IOTLINK_CLIENT: readonly CpuCategory[] = ["core", "moddableHost"];
 const IOTLINK_WITH_SHIM: readonly CpuCategory[] = ["core", "moddableHost", "desktopShim"];
 const MQTTJS_CLIENT: readonly CpuCategory[] = ["mqttjs"];
 
-interface CpuComparison {
+export interface CpuComparison {
   transport: "TLS" | "TCP";
   qos: 0 | 1;
   iotlink: string;
