@@ -24,6 +24,7 @@ export const CONTROL_PACKET_BYTES = 4;
  * like coreMQTT's transport interface: the host decides sockets, TLS and buffering.
  */
 export interface Transport {
+  /** Opens a new link for `sink`; a link still open from an earlier open() is aborted first. */
   open(sink: TransportSink): void;
   /**
    * Takes all the bytes for sending (copying them) and returns true, or takes none and returns false
@@ -33,8 +34,14 @@ export interface Transport {
    * client gives the link up when one is refused (the broker has stopped reading).
    */
   write(bytes: Uint8Array, offset: number, length: number): boolean;
-  /** Closes the link. No sink call follows a close() the client asked for. */
-  close(): void;
+  /**
+   * Ends the link gracefully: every byte write() took goes out first, then the link closes, and the
+   * transport reports it with `sink.onTransportClosed()`. Later writes are refused. The client bounds
+   * how long it waits, and calls abort() if the bytes do not drain in time.
+   */
+  end(): void;
+  /** Closes the link now, discarding bytes not yet sent. No sink call follows. */
+  abort(): void;
 }
 
 /**

@@ -215,7 +215,8 @@ test("API input: a transport whose write() returns neither true nor false is nam
       sink = s;
     },
     write: () => undefined as never,
-    close: () => undefined,
+    end: () => undefined,
+    abort: () => undefined,
   };
   const client = new MqttClient({ clientId: "x", transport, clock: base.clock });
   client.connect();

@@ -27,7 +27,8 @@ test("a full Moddable transport is not a lost link: a QoS 1 window of 300 and a 
       if (!taken) refused++;
       return taken;
     },
-    close: () => inner.close(),
+    end: () => inner.end(),
+    abort: () => inner.abort(),
   };
   const window = 300;
   const client = new host.MqttClient({
