@@ -60,11 +60,12 @@ function makeClient(host: DesktopHost, broker: RunningMosquitto, clientId: strin
 function waitFor(client: Client, event: "restored" | "offline", timeoutMs = 120_000): Promise<number> {
   return new Promise((done, fail) => {
     const timer = setTimeout(() => fail(new Error(`no ${event} within ${timeoutMs} ms (state ${client.stateName})`)), timeoutMs);
-    client.on(event, () => {
+    const listener = (): void => {
       clearTimeout(timer);
-      client.on(event, undefined);
+      client.off(event, listener);
       done(performance.now());
-    });
+    };
+    client.on(event, listener);
   });
 }
 

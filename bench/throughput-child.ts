@@ -112,11 +112,16 @@ async function iotlinkDriver(spec: RunSpec): Promise<Driver> {
   const payload = new Uint8Array(64).fill(0x41);
 
   await new Promise<void>((done, fail) => {
-    client.on("restored", () => done());
-    client.on("offline", (reason) => fail(new Error("offline before the run: " + reason)));
+    const onRestored = (): void => {
+      client.off("restored", onRestored);
+      client.off("offline", onOffline);
+      done();
+    };
+    const onOffline = (reason: string): void => fail(new Error("offline before the run: " + reason));
+    client.on("restored", onRestored);
+    client.on("offline", onOffline);
     client.connect();
   });
-  client.on("restored", undefined);
   let closing = false;
   client.on("offline", (reason) => {
     if (closing) return;

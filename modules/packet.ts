@@ -161,16 +161,6 @@ export function setPacketId(packet: Uint8Array, offset: number, packetId: number
   writeUint16(packet, at, packetId);
 }
 
-/** Reads the packet id of an encoded QoS 1 PUBLISH, SUBSCRIBE or UNSUBSCRIBE. */
-export function getPacketId(packet: Uint8Array, offset: number): number {
-  const type = packet[offset] >> 4;
-  let at = offset + 1;
-  while (packet[at] & 0x80) at++;
-  at++;
-  if (type === PacketType.Publish) at += 2 + ((packet[at] << 8) | packet[at + 1]);
-  return (packet[at] << 8) | packet[at + 1];
-}
-
 /** Reads the topic (PUBLISH) or first filter (SUBSCRIBE, UNSUBSCRIBE) of an encoded packet: used to report drops. */
 export function firstTopicOf(packet: Uint8Array, offset: number): string {
   const type = packet[offset] >> 4;
@@ -221,6 +211,11 @@ export function writeFilter(target: Uint8Array, offset: number, filter: string, 
 /** Receives each complete, validated packet from the decoder; fields are read off the decoder. */
 export interface PacketSink {
   onPacket(decoder: PacketDecoder): void;
+  /**
+   * A PUBLISH larger than `maxPacketBytes` was read past without being stored: its `qos`, `packetId`,
+   * `skippedBytes` and `skippedTopic()` are set. The stream stays in step, so the link can stay up.
+   */
+  onOversizedPublish(decoder: PacketDecoder): void;
 }
 
 /** Inbound topics up to this many bytes are remembered (see PacketDecoder.topic()). */
@@ -231,6 +226,8 @@ const enum Phase {
   Length = 1,
   Body = 2,
   Failed = 3,
+  /** The body of a PUBLISH too large to store: its start (topic, packet id) is kept, the rest skipped. */
+  Skip = 4,
 }
 
 /**
@@ -257,6 +254,8 @@ export class PacketDecoder {
   readonly body: Uint8Array;
   /** Why decoding failed, once feed() has returned false. */
   error = "";
+  /** The size of the last PUBLISH skipped for being larger than maxPacketBytes. */
+  skippedBytes = 0;
 
   private phase = Phase.Header;
   private received = 0;
@@ -309,12 +308,13 @@ export class PacketDecoder {
             if (this.lengthMultiplierShift >= 28) return this.fail("malformed remaining length (more than four bytes)");
             break;
           }
-          if (packetSize(this.remaining) > this.maxPacketBytes) {
-            return this.fail("packet of " + packetSize(this.remaining) + " bytes exceeds the maximum of " + this.maxPacketBytes);
-          }
+          const tooLarge = packetSize(this.remaining) > this.maxPacketBytes;
+          // A message too large is the broker's to send (a retained or queued one would come back
+          // at every connection): it is skipped. Any other packet that large is broken.
+          if (tooLarge && this.type !== PacketType.Publish) return this.fail("packet of " + packetSize(this.remaining) + " bytes exceeds the maximum of " + this.maxPacketBytes);
           if (!this.check(this.lengthProblem())) return false;
           this.received = 0;
-          this.phase = Phase.Body;
+          this.phase = tooLarge ? Phase.Skip : Phase.Body;
           if (this.remaining === 0 && !this.complete()) return false;
           break;
         }
@@ -331,6 +331,16 @@ export class PacketDecoder {
             for (let i = 0; i < take; i++) body[this.received++] = bytes[offset++];
           }
           if (this.received === this.remaining && !this.complete()) return false;
+          break;
+        }
+        case Phase.Skip: {
+          let take = this.remaining - this.received;
+          if (take > end - offset) take = end - offset;
+          const room = this.body.length - this.received;
+          if (room > 0) this.body.set(bytes.subarray(offset, offset + (take < room ? take : room)), this.received);
+          this.received += take;
+          offset += take;
+          if (this.received === this.remaining && !this.completeSkipped()) return false;
           break;
         }
         default:
@@ -360,6 +370,34 @@ export class PacketDecoder {
     if (problem !== "") return this.fail(problem);
     this.sink.onPacket(this);
     return true;
+  }
+
+  /** Reads what was kept of a skipped PUBLISH (topic, packet id) and reports it to the sink. */
+  private completeSkipped(): boolean {
+    this.phase = Phase.Header;
+    const body = this.body;
+    const kept = this.body.length;
+    this.qos = (this.flags >> 1) & 3;
+    this.retain = (this.flags & 1) === 1;
+    this.dup = (this.flags & 8) === 8;
+    this.skippedBytes = packetSize(this.remaining);
+    const topicEnd = 2 + ((body[0] << 8) | body[1]);
+    this.topicStart = 2;
+    // The topic is reported only when it was kept whole and is valid.
+    this.topicEnd = topicEnd <= kept && topicEnd > 2 && checkUtf8(body, 2, topicEnd) >= 0 ? topicEnd : 2;
+    this.packetId = 0;
+    if (this.qos > 0) {
+      if (topicEnd + 2 > kept) return this.fail("PUBLISH larger than the maximum, with a topic too long to read its packet id");
+      this.packetId = (body[topicEnd] << 8) | body[topicEnd + 1];
+      if (this.packetId === 0) return this.fail("PUBLISH with packet id 0");
+    }
+    this.sink.onOversizedPublish(this);
+    return true;
+  }
+
+  /** The topic of the last skipped PUBLISH, or "" when it was too long to keep or not valid. */
+  skippedTopic(): string {
+    return this.topicEnd > 2 ? readUtf8(this.body, 2, this.topicEnd) : "";
   }
 
   /** What is wrong with the first byte (type and flags), or "". */

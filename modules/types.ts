@@ -152,6 +152,12 @@ export const enum ErrorCode {
   Callback = "callback-error",
   /** The attempt limit was reached; the client stopped reconnecting. */
   GaveUp = "gave-up",
+  /** An inbound message larger than maxPacketBytes was skipped (acknowledged if QoS 1); the link stays up. */
+  MessageTooLarge = "message-too-large",
+  /** The broker did not answer the resubscription after a reconnect within the operation timeout. */
+  ResubscribeTimeout = "resubscribe-timeout",
+  /** disconnect() could not send what the transport held within the connect timeout: the link was aborted. */
+  DisconnectTimeout = "disconnect-timeout",
 }
 
 export class IoTLinkError extends Error {

@@ -41,6 +41,7 @@ test("async flow counts match the Python SDK's test: online 1, suback 1, puback 
   s.client.unsubscribe("flow/#", () => counts.unsuback++);
   s.clock.settle();
   s.client.disconnect();
+  s.clock.settle();
   deepEqual(counts, { suback: 1, puback: 3, unsuback: 1 });
   equal(s.count("online"), 1);
   equal(s.count("message"), 3);
@@ -63,7 +64,7 @@ test("inbound messages reach the matching subscription handlers, then the messag
 
 test("subscribing again without a handler keeps the filter's handler; a message nobody handles is counted", () => {
   const s = connected();
-  s.client.on("message", undefined);
+  s.stopRecordingMessages();
   const seen: string[] = [];
   s.client.subscribe("keep/+", 0, (m) => seen.push(m.topic));
   s.client.subscribe("keep/+", 1); // the QoS changes, the handler stays

@@ -8,7 +8,7 @@ import { connected } from "../support/session";
 
 const MALFORMED: [string, number[], string][] = [
   ["remaining length over four bytes", [0x30, 0x80, 0x80, 0x80, 0x80, 0x01], "remaining length"],
-  ["oversized packet", [0x30, 0xff, 0xff, 0x03], "exceeds the maximum"],
+  ["oversized SUBACK", [0x90, 0xff, 0xff, 0x03], "exceeds the maximum"],
   ["unknown packet type 0", [0x00, 0x00], "unexpected packet type 0"],
   ["reserved packet type 15", [0xf0, 0x00], "unexpected packet type 15"],
   ["CONNECT from the broker", [0x10, 0x00], "unexpected packet type 1"],

@@ -183,7 +183,11 @@ test("disconnect sends DISCONNECT, stops every timer and keeps subscriptions and
   s.client.subscribe("cmd/#", 1);
   s.clock.settle();
   s.client.disconnect();
+  equal(s.client.stateName, "closing", "until the transport has sent what it took");
+  equal(s.count("offline"), 0);
+  s.clock.settle();
   equal(s.broker.sent(14).length, 1);
+  equal(s.broker.endsByClient, 1, "ended gracefully, not aborted");
   equal(s.client.stateName, "idle");
   equal(s.clock.timerDueIn(), -1);
   equal(s.count("offline"), 1);
@@ -231,12 +235,22 @@ test("malformed bytes from the broker close the connection with a named protocol
   equal(s.client.stateName, "backoff");
 });
 
-test("an inbound packet over maxPacketBytes is refused from its header", () => {
+test("an inbound message over maxPacketBytes is skipped, acknowledged, reported with its topic, and the link stays up", () => {
+  // A retained or queued message that large would come back at every connection: closing the link would loop for ever.
   const s = connected({ maxPacketBytes: 256 });
-  s.broker.publish("big", "x".repeat(300));
+  s.client.subscribe("big", 1);
   s.clock.settle();
-  ok(s.errors[0].message.indexOf("exceeds the maximum") >= 0, s.errors[0].message);
-  equal(s.messages.length, 0);
+  const id = s.broker.publish("big", "x".repeat(300), 1, true);
+  s.broker.publish("big", "small", 1);
+  s.clock.settle();
+  equal(s.client.stateName, "online");
+  equal(s.broker.opens, 1, "no reconnect");
+  equal(s.client.stats.oversized, 1);
+  equal(s.errors.length, 1);
+  equal(s.errors[0].code, ErrorCode.MessageTooLarge);
+  ok(s.errors[0].message.indexOf("310 bytes on big is larger than maxPacketBytes (256): skipped and acknowledged") >= 0, s.errors[0].message);
+  deepEqual(s.broker.sent(4).map((p) => p.packetId), [id, id + 1], "both acknowledged, in order");
+  deepEqual(s.messages.map((m) => m.payload), ["small"], "the message behind it is delivered");
 });
 
 test("bad settings are rejected at construction with a clear error", () => {

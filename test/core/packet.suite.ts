@@ -10,7 +10,6 @@ import {
   connectRemaining,
   DISCONNECT_BYTES,
   firstTopicOf,
-  getPacketId,
   markDuplicate,
   MAX_REMAINING_LENGTH,
   PacketDecoder,
@@ -238,7 +237,7 @@ test("packet: size helpers: payloadLength, publishRemaining, connectRemaining", 
 // ---------------------------------------------------------------------------------------------
 // In-place helpers on encoded packets
 
-test("packet: setPacketId / getPacketId on PUBLISH with 1, 2 and 3-byte length fields, at an offset", () => {
+test("packet: setPacketId on PUBLISH with 1, 2 and 3-byte length fields, at an offset", () => {
   for (const payloadSize of [0, 2, 200, 20000]) {
     const payload = new Uint8Array(payloadSize);
     for (let i = 0; i < payloadSize; i++) payload[i] = i & 0xff;
@@ -246,23 +245,19 @@ test("packet: setPacketId / getPacketId on PUBLISH with 1, 2 and 3-byte length f
     const expected = publish("a/\u00e9", payload, 1, true, 0xbeef);
     const buffer = new Uint8Array(original.length + 11).fill(0x55);
     buffer.set(original, 9);
-    equal(getPacketId(buffer, 9), 1, "id before, payload " + payloadSize);
     setPacketId(buffer, 9, 0xbeef);
-    equal(getPacketId(buffer, 9), 0xbeef, "id after, payload " + payloadSize);
     deepEqual(buffer.subarray(9, 9 + original.length), expected, "only the id changed, payload " + payloadSize);
     equal(buffer[8], 0x55);
     equal(buffer[9 + original.length], 0x55);
   }
 });
 
-test("packet: setPacketId / getPacketId on SUBSCRIBE and UNSUBSCRIBE", () => {
+test("packet: setPacketId on SUBSCRIBE and UNSUBSCRIBE", () => {
   const longFilter = "f/".repeat(100) + "#";
   for (const [filters, qos] of [[["a/+", "#"], [0, 1]], [["x"], undefined], [[longFilter, "b"], [1, 0]], [[longFilter], undefined]] as [string[], number[] | undefined][]) {
     const original = subscription(7, filters, qos);
     const expected = subscription(0x8001, filters, qos);
-    equal(getPacketId(original, 0), 7);
     setPacketId(original, 0, 0x8001);
-    equal(getPacketId(original, 0), 0x8001);
     deepEqual(original, expected, filters[0].length + " byte first filter");
   }
 });
@@ -333,6 +328,9 @@ class Collector implements PacketSink {
   onPacket(decoder: PacketDecoder): void {
     if (packetSize(decoder.remaining) > this.largest) this.largest = packetSize(decoder.remaining);
     this.seen.push(snapshot(decoder));
+  }
+  onOversizedPublish(decoder: PacketDecoder): void {
+    this.seen.push({ type: "skipped", bytes: decoder.skippedBytes, qos: decoder.qos, packetId: decoder.packetId, topic: decoder.skippedTopic() });
   }
 }
 
@@ -622,7 +620,7 @@ test("packet: decoder: an oversize packet is refused from its header, before any
   // max 64: remaining 65 makes a 67-byte packet.
   let sink = new Collector();
   let decoder = new PacketDecoder(64, sink);
-  ok(decoder.feed(hex("30"), 0, 1), "the type byte alone is fine");
+  ok(decoder.feed(hex("90"), 0, 1), "the type byte alone is fine");
   equal(decoder.feed(hex("41"), 0, 1), false, "the length byte announces 67 bytes");
   ok(decoder.error.indexOf("packet of 67 bytes exceeds the maximum of 64") >= 0, decoder.error);
   equal(sink.seen.length, 0);
@@ -630,16 +628,16 @@ test("packet: decoder: an oversize packet is refused from its header, before any
   // A 268435455-byte announcement is refused after its four length bytes.
   sink = new Collector();
   decoder = new PacketDecoder(2048, sink);
-  const header = hex("30 ff ff ff 7f");
+  const header = hex("90 ff ff ff 7f");
   for (let i = 0; i < 4; i++) ok(decoder.feed(header, i, 1), "header byte " + i);
   equal(decoder.feed(header, 4, 1), false, "the last length byte");
   ok(decoder.error.indexOf("packet of 268435460 bytes exceeds the maximum of 2048") >= 0, decoder.error);
 
   // Length and the start of a body in one chunk: still refused, nothing delivered.
-  const outcome = decode(concat([hex("32 c8 01 00 01 74 00 01"), new Uint8Array(195)]), whole, 200);
+  const outcome = decode(concat([hex("90 c8 01 00 01 00"), new Uint8Array(197)]), whole, 200);
   ok(!outcome.ok && outcome.error.indexOf("203 bytes exceeds the maximum of 200") >= 0, outcome.error);
   equal(outcome.seen.length, 0);
-  equal(decode(concat([hex("32 c8 01"), new Uint8Array(200)]), bytewise, 200).consumedAtFailure, 3, "detected at the last length byte");
+  equal(decode(concat([hex("90 c8 01"), new Uint8Array(200)]), bytewise, 200).consumedAtFailure, 3, "detected at the last length byte");
 });
 
 test("packet: decoder: the maximum is inclusive, with 1 and 2-byte length fields", () => {
@@ -651,17 +649,40 @@ test("packet: decoder: the maximum is inclusive, with 1 and 2-byte length fields
   equal((outcome.seen[0].payload as Uint8Array).length, 59);
   equal(outcome.largest, 64);
   const over = decode(concat([hex("30 3f 00 01 74"), new Uint8Array(60)]), bytewise, 64);
-  ok(!over.ok && over.error.indexOf("65 bytes exceeds the maximum of 64") >= 0, over.error);
-  equal(over.consumedAtFailure, 2);
+  ok(over.ok, over.error);
+  deepEqual(over.seen, [{ type: "skipped", bytes: 65, qos: 0, packetId: 0, topic: "t" }], "one byte over: skipped, not stored");
   // max 200: remaining 197 (c5 01) is exactly 200 bytes; 198 (c6 01) is 201.
   const exact = decode(concat([hex("30 c5 01 00 01 74"), new Uint8Array(194)]), whole, 200);
   ok(exact.ok, exact.error);
   equal(exact.largest, 200);
   const oneOver = decode(concat([hex("30 c6 01 00 01 74"), new Uint8Array(195)]), whole, 200);
-  ok(!oneOver.ok && oneOver.error.indexOf("201 bytes exceeds the maximum of 200") >= 0, oneOver.error);
+  ok(oneOver.ok, oneOver.error);
+  equal(oneOver.seen[0].bytes, 201);
+  ok(!decode(concat([hex("90 c6 01 00 01"), new Uint8Array(196)]), whole, 200).ok, "a SUBACK one byte over is refused");
   // The smallest possible maximum: a PINGRESP fits, a CONNACK does not.
   ok(decode(hex("d0 00"), whole, 2).ok, "PINGRESP in 2 bytes");
   ok(decode(hex("20 02 00 00"), whole, 2).error.indexOf("exceeds the maximum of 2") >= 0, "CONNACK over 2 bytes");
+});
+
+test("packet: decoder: a PUBLISH over the maximum is skipped without being stored, and the packets behind it still decode", () => {
+  // max 64; a QoS 1 PUBLISH of 300 bytes on "big/t" with packet id 0x1234, then a PINGRESP, fed in every chunking.
+  const big = new Uint8Array(packetSize(297));
+  writePublish(big, 0, "big/t", 5, new Uint8Array(288).fill(0x41), 288, 1, false, 0x1234);
+  const stream = concat([big, hex("d0 00")]);
+  for (const [name, chunks] of [["whole", whole], ["bytewise", bytewise]] as [string, (index: number) => number][]) {
+    const outcome = decode(stream, chunks, 64);
+    ok(outcome.ok, name + ": " + outcome.error);
+    deepEqual(outcome.seen, [{ type: "skipped", bytes: 300, qos: 1, packetId: 0x1234, topic: "big/t" }, { type: "PINGRESP" }], name);
+    equal(outcome.largest, 2, name + ": nothing over the maximum was delivered as a packet");
+  }
+  // A topic longer than the kept bytes: skipped with no topic at QoS 0, refused at QoS 1 (its packet id cannot be read).
+  const longTopic = "t/".repeat(40) + "x";
+  const q0 = new Uint8Array(packetSize(2 + longTopic.length + 10));
+  writePublish(q0, 0, longTopic, longTopic.length, new Uint8Array(10), 10, 0, false, 0);
+  deepEqual(decode(q0, whole, 64).seen, [{ type: "skipped", bytes: q0.length, qos: 0, packetId: 0, topic: "" }]);
+  const q1 = new Uint8Array(packetSize(2 + longTopic.length + 2 + 10));
+  writePublish(q1, 0, longTopic, longTopic.length, new Uint8Array(10), 10, 1, false, 7);
+  ok(decode(q1, whole, 64).error.indexOf("too long to read its packet id") >= 0);
 });
 
 test("packet: decoder: PUBLISH of every remaining-length boundary up to 2097152 round-trips through the encoder", () => {
@@ -691,8 +712,8 @@ test("packet: decoder: PUBLISH of every remaining-length boundary up to 2097152 
     equal(decoder.remaining, remaining);
   }
   equal(sink.largest, max, "the largest packet is exactly the maximum");
-  // One byte more than the maximum is refused from the header.
-  ok(!decoder.feed(hex("30 81 80 80 01"), 0, 5) && decoder.error.indexOf("exceeds the maximum of " + max) >= 0, decoder.error);
+  // A SUBACK one byte more than the maximum is refused from the header.
+  ok(!decoder.feed(hex("90 81 80 80 01"), 0, 5) && decoder.error.indexOf("exceeds the maximum of " + max) >= 0, decoder.error);
 });
 
 test("packet: decoder: reset() in the middle of a packet forgets it", () => {
@@ -721,6 +742,9 @@ test("packet: decoder: a sink that calls reset() stops the rest of the chunk bei
     onPacket(d: PacketDecoder): void {
       seen.push(snapshot(d).type as string);
       if (d.type === 2 && resets++ === 0) d.reset(); // the first CONNACK "closes the connection"
+    },
+    onOversizedPublish(): void {
+      seen.push("skipped");
     },
   });
   const stream = hex("d0 00 20 02 00 00 40 02 00 01 ff ff");
@@ -778,6 +802,11 @@ class Checker implements PacketSink {
     else if (d.type === 9) {
       for (let i = 2; i < d.remaining; i++) if (d.body[i] > 2 && d.body[i] !== 0x80) this.problem = "bad SUBACK code delivered";
     }
+  }
+  onOversizedPublish(d: PacketDecoder): void {
+    this.count++;
+    if (d.skippedBytes <= this.max) this.problem = "skipped a PUBLISH of " + d.skippedBytes + " bytes, within the maximum " + this.max;
+    else if (d.qos > 1 || (d.qos === 1 && d.packetId === 0)) this.problem = "skipped PUBLISH with QoS " + d.qos + " and packet id " + d.packetId;
   }
 }
 

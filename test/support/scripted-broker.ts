@@ -35,7 +35,11 @@ export class ScriptedBroker implements Transport {
 
   // What happened.
   opens = 0;
+  /** Links the client aborted, and links it ended gracefully with end(). */
   closesByClient = 0;
+  endsByClient = 0;
+  /** open() calls made while the previous link was still up (an orphaned socket on a real host). */
+  opensWhileOpen = 0;
   /** Every packet the client sent, in order, across connections. */
   received: ClientPacket[] = [];
   /** Bytes written by the client per write() call (to check packing and sizes). */
@@ -54,12 +58,17 @@ export class ScriptedBroker implements Transport {
   private buffered = 0;
   private refused = false;
   private drainScheduled = false;
+  private ending = false;
 
   constructor(readonly clock: VirtualClock) {}
 
   // ------------------------------------------------------------ Transport
 
   open(sink: TransportSink): void {
+    // The contract aborts a link still open; the client should never leave one to be aborted so.
+    if (this.linkUp || this.ending) this.opensWhileOpen++;
+    this.linkUp = false;
+    this.ending = false;
     this.sink = sink;
     this.connection++;
     this.opens++;
@@ -79,7 +88,7 @@ export class ScriptedBroker implements Transport {
   }
 
   write(bytes: Uint8Array, offset: number, length: number): boolean {
-    if (!this.linkUp) return false;
+    if (!this.linkUp || this.ending) return false;
     if (this.capacity !== Infinity) {
       const limit = length <= CONTROL_PACKET_BYTES ? this.capacity + this.reserve : this.capacity;
       if (this.buffered + length > limit) {
@@ -106,9 +115,25 @@ export class ScriptedBroker implements Transport {
     return true;
   }
 
-  close(): void {
+  /** Graceful: what write() took reaches the broker, then the link closes and the client hears it (after the latency). */
+  end(): void {
+    if (!this.linkUp) return;
+    this.endsByClient++;
+    const sink = this.sink as TransportSink;
+    this.ending = true;
+    this.later(this.connection, () => {
+      this.deliverBuffered();
+      this.ending = false;
+      this.linkUp = false;
+      this.connection++;
+      sink.onTransportClosed("closed by the client");
+    });
+  }
+
+  abort(): void {
     this.closesByClient++;
     this.discardBuffer();
+    this.ending = false;
     this.linkUp = false;
     this.connection++; // anything still travelling to the old connection is lost
   }
@@ -143,10 +168,7 @@ export class ScriptedBroker implements Transport {
 
   /** Sends what the transmit buffer holds to the broker; after a refused write, tells the client there is room. */
   drain(): void {
-    const chunks = this.outbox;
-    this.outbox = [];
-    this.buffered = 0;
-    for (const chunk of chunks) for (const packet of this.stream.push(chunk)) this.handle(packet);
+    this.deliverBuffered();
     if (this.refused && this.linkUp) {
       this.refused = false;
       (this.sink as TransportSink).onTransportWritable();
@@ -164,6 +186,13 @@ export class ScriptedBroker implements Transport {
   }
 
   // ------------------------------------------------------------ broker behaviour
+
+  private deliverBuffered(): void {
+    const chunks = this.outbox;
+    this.outbox = [];
+    this.buffered = 0;
+    for (const chunk of chunks) for (const packet of this.stream.push(chunk)) this.handle(packet);
+  }
 
   private discardBuffer(): void {
     this.outbox = [];

@@ -24,6 +24,8 @@ export interface Session {
   count(name: string): number;
   /** Payloads of PUBLISH packets the broker received, as text. */
   published(): string[];
+  /** Removes the fixture's own "message" listener. */
+  stopRecordingMessages(): void;
 }
 
 export function session(options: Partial<ClientOptions> = {}, start = 0): Session {
@@ -45,10 +47,11 @@ export function session(options: Partial<ClientOptions> = {}, start = 0): Sessio
     errors.push(error);
     record("error", error.code + ": " + error.message);
   });
-  client.on("message", (message: InboundMessage) => {
+  const onMessage = (message: InboundMessage): void => {
     messages.push({ topic: message.topic, payload: fromUtf8(message.payload), qos: message.qos, retain: message.retain });
     record("message", message.topic);
-  });
+  };
+  client.on("message", onMessage);
   return {
     clock,
     broker,
@@ -59,6 +62,9 @@ export function session(options: Partial<ClientOptions> = {}, start = 0): Sessio
     names: (...only) => events.filter((event) => only.length === 0 || only.includes(event.name)).map((event) => event.name),
     count: (name) => events.filter((event) => event.name === name).length,
     published: () => broker.sent(3).map((packet) => fromUtf8(packet.payload as Uint8Array)),
+    stopRecordingMessages: () => {
+      client.off("message", onMessage);
+    },
   };
 }
 
