@@ -349,7 +349,8 @@ const probes: Record<string, (arg: number) => unknown> = {
     const { clock, broker } = transportAndClock as { clock: VirtualClock; broker: CountingBroker };
     const client = new MqttClient({ clientId: "bench-device", transport: broker, clock, queueEntries: entries, queueBytes: entries * 128 });
     kept.push(client);
-    return bufferBytes(client, ["transport", "clock"]);
+    // By the session's fields (its outbox, subscriptions, decoder, buffers...): the client itself holds little else.
+    return bufferBytes((client as unknown as { session: object }).session, ["transport", "clock", "sink", "onTimer"]);
   },
   "footprint:release"() {
     kept.length = 0;
@@ -367,7 +368,7 @@ const probes: Record<string, (arg: number) => unknown> = {
     const r = rig({ queueEntries: 1000, queueBytes: 8192, dropPolicy: DROP_NEWEST });
     let accepted = 0;
     while (r.client.publish(TOPIC, PAYLOAD, qos) === 1) accepted++;
-    const queue = (r.client as unknown as { queue: Ring }).queue;
+    const queue = (r.client as unknown as { session: { outbox: { queue: Ring } } }).session.outbox.queue;
     return { entries: queue.count, accepted, usedBytes: queue.usedBytes, capacity: queue.capacity, topicBytes: TOPIC.length, payloadBytes: PAYLOAD.length };
   },
   /** Online, then the broker goes away and refuses every reconnect. 64-entry ring, DROP_OLDEST. */
