@@ -95,8 +95,13 @@ export class Events {
     this.post(EventId.Error, new IoTLinkError(code, message), undefined, 0, 0, 0);
   }
 
-  postAck(onAck: AckCallback, status: number, packetId: number, detail: number): void {
-    this.post(EventId.Ack, onAck, undefined, status, packetId, detail);
+  /**
+   * A request's acknowledgement: called now when nothing recorded waits before it and no delivery
+   * is under way (the caller reports it last, once its state is complete), else recorded.
+   */
+  ack(onAck: AckCallback, status: number, packetId: number, detail: number): void {
+    if (this.count === 0 && !this.delivering) this.call(onAck as Listener, status, packetId, detail);
+    else this.post(EventId.Ack, onAck, undefined, status, packetId, detail);
   }
 
   /** Delivers every recorded event, oldest first. A call made from a handler records; the outer loop delivers. */
@@ -137,12 +142,13 @@ export class Events {
 
   /** Hands an inbound message to `handler` now (after what was recorded before it). */
   callNow(handler: Listener, message: unknown): void {
-    this.deliver();
+    if (this.count > 0) this.deliver();
     this.call(handler, message, undefined, undefined);
   }
 
-  /** Calls the listeners of an event now; false if it has none. */
+  /** Calls the listeners of an event now (after what was recorded before it); false if it has none. */
   emitNow(id: EventId, first: unknown): boolean {
+    if (this.count > 0) this.deliver();
     const base = id * LISTENERS_PER_EVENT;
     let called = false;
     for (let k = base; k < base + LISTENERS_PER_EVENT; k++) {

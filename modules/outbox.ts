@@ -10,11 +10,14 @@ import { DROP_NEWEST, RequestKind } from "./types";
 export interface Link {
   /** Writes bytes to the transport; false when they were not taken (no room, or no link). */
   send(bytes: Uint8Array, offset: number, length: number): boolean;
-  now(): number;
+  /** When the last write was taken (a request's deadline counts from it). */
+  readonly lastSentAt: number;
 }
 
 /** Packet ids something other than the outbox holds (resubscription batches). */
 export interface PacketIdHolder {
+  /** How many ids it holds now (0: no need to ask). */
+  readonly batches: number;
   usesPacketId(id: number): boolean;
 }
 
@@ -60,7 +63,7 @@ export class Outbox {
     for (;;) {
       const id = this.lastPacketId === 65535 ? 1 : this.lastPacketId + 1;
       this.lastPacketId = id;
-      let used = this.ids.usesPacketId(id);
+      let used = this.ids.batches > 0 && this.ids.usesPacketId(id);
       const inflight = this.inflight;
       for (let i = 0; i < inflight.count && !used; i++) used = inflight.packetId[inflight.slot(i)] === id;
       if (!used) return id;
@@ -137,7 +140,7 @@ export class Outbox {
   transmit(slot: number, link: Link): boolean {
     const inflight = this.inflight;
     if (this.unsent === 0 && link.send(inflight.arena, inflight.offset[slot], inflight.length[slot])) {
-      inflight.time[slot] = link.now();
+      inflight.time[slot] = link.lastSentAt;
       return true;
     }
     inflight.state[slot] |= FLAG_UNSENT;
@@ -154,7 +157,7 @@ export class Outbox {
       if (!(inflight.state[slot] & FLAG_UNSENT)) continue;
       if (!link.send(inflight.arena, inflight.offset[slot], inflight.length[slot])) break;
       inflight.state[slot] &= ~FLAG_UNSENT;
-      inflight.time[slot] = link.now();
+      inflight.time[slot] = link.lastSentAt;
       this.unsent--;
       written++;
     }
@@ -193,18 +196,15 @@ export class Outbox {
     return -1;
   }
 
-  /** Whether the entry had already been reported late. */
-  timedOut(slot: number): boolean {
-    return (this.inflight.state[slot] & FLAG_TIMED_OUT) !== 0;
-  }
-
-  /** Releases an acknowledged entry (and every acknowledged one before it leaves the window). */
-  release(slot: number): void {
+  /** Releases an acknowledged entry (and every acknowledged one before it leaves the window); true if it had been reported late. */
+  release(slot: number): boolean {
     const inflight = this.inflight;
-    if (inflight.state[slot] & FLAG_UNSENT) this.unsent--;
+    const state = inflight.state[slot];
+    if (state & FLAG_UNSENT) this.unsent--;
     inflight.state[slot] = FLAG_ACKED;
     inflight.callback[slot] = undefined;
     while (inflight.count > 0 && inflight.state[inflight.oldest()] & FLAG_ACKED) inflight.shift();
+    return (state & FLAG_TIMED_OUT) !== 0;
   }
 
   /** Milliseconds until the first written, unacknowledged, not yet late entry is late; -1 if none. */

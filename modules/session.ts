@@ -86,7 +86,8 @@ export class Session implements PacketSink, Link {
   private closeStartedAt = 0;
   private resubscribeStartedAt = 0;
   private stable = false;
-  private lastSentAt = 0;
+  /** Link: when the last write was taken. */
+  lastSentAt = 0;
   private lastReceivedAt = 0;
   private pingOutstanding = false;
   private lastDrainAt = 0;
@@ -277,7 +278,7 @@ export class Session implements PacketSink, Link {
 
   private reportDrop(kind: number, topic: string, onAck: AckCallback | undefined): void {
     this.events.post(EventId.Drop, REQUEST_KIND_NAMES[kind], topic, 0, 0, 0);
-    if (onAck) this.events.postAck(onAck, AckStatus.Dropped, 0, 0);
+    if (onAck) this.events.ack(onAck, AckStatus.Dropped, 0, 0);
   }
 
   /** After a request went into the queue: send what may go now; Queued unless the request itself was written. */
@@ -311,10 +312,6 @@ export class Session implements PacketSink, Link {
     }
     this.lastSentAt = this.clock.now();
     return true;
-  }
-
-  now(): number {
-    return this.clock.now();
   }
 
   /**
@@ -466,7 +463,7 @@ export class Session implements PacketSink, Link {
       }
     }
     this.stats.sent += this.outbox.flushUnsent(this);
-    if (this.subscriptions.batchesInFlight === 0) this.startDrain();
+    if (this.subscriptions.batches === 0) this.startDrain();
   }
 
   private startDrain(): void {
@@ -522,7 +519,7 @@ export class Session implements PacketSink, Link {
       case PacketType.Suback: {
         const problem = this.subscriptions.resubscribeAcked(decoder);
         if (problem === "") {
-          if (this.state === State.Resubscribing && this.subscriptions.batchesInFlight === 0) this.startDrain();
+          if (this.state === State.Resubscribing && this.subscriptions.batches === 0) this.startDrain();
           return;
         }
         if (problem !== "not mine") return this.protocolError(problem);
@@ -597,12 +594,10 @@ export class Session implements PacketSink, Link {
       }
     }
     const onAck = inflight.callback[slot];
-    const late = outbox.timedOut(slot);
-    outbox.release(slot);
-    if (late) this.stats.lateAcknowledged++;
+    if (outbox.release(slot)) this.stats.lateAcknowledged++;
     else {
       this.stats.acknowledged++;
-      if (onAck) this.events.postAck(onAck, status, packetId, detail);
+      if (onAck) this.events.ack(onAck, status, packetId, detail);
     }
     if (this.state === State.Online) this.pumpQueue();
     else if (this.state === State.Draining && this.elapsed(this.clock.now(), this.lastDrainAt, this.drainIntervalMs)) this.drainTick();
@@ -638,11 +633,11 @@ export class Session implements PacketSink, Link {
         }
       }
       if (!this.stable) due = earliest(due, this.remaining(now, this.connectedAt, this.backoff.stableMs));
-      if (state === State.Resubscribing && this.subscriptions.batchesInFlight > 0) due = earliest(due, this.remaining(now, this.resubscribeStartedAt, this.operationTimeoutMs));
+      if (state === State.Resubscribing && this.subscriptions.batches > 0) due = earliest(due, this.remaining(now, this.resubscribeStartedAt, this.operationTimeoutMs));
       // Only while the head can go: a full window or transport wakes the drain by its own event.
       if (state === State.Draining && !this.blocked && this.outbox.headCanGo()) due = earliest(due, this.remaining(now, this.lastDrainAt, this.drainIntervalMs));
     }
-    if (state !== State.Idle) due = earliest(due, this.outbox.nextDeadline(now, this.operationTimeoutMs));
+    if (state !== State.Idle && this.outbox.inflight.count > 0) due = earliest(due, this.outbox.nextDeadline(now, this.operationTimeoutMs));
     return due;
   }
 
@@ -713,7 +708,7 @@ export class Session implements PacketSink, Link {
         this.pingOutstanding = true;
       }
     }
-    if (this.state === State.Resubscribing && this.subscriptions.batchesInFlight > 0 && this.elapsed(now, this.resubscribeStartedAt, this.operationTimeoutMs)) {
+    if (this.state === State.Resubscribing && this.subscriptions.batches > 0 && this.elapsed(now, this.resubscribeStartedAt, this.operationTimeoutMs)) {
       return this.linkLost(ErrorCode.ResubscribeTimeout, "no SUBACK for the resubscription within " + this.operationTimeoutMs + " ms");
     }
     if (this.state === State.Draining && this.elapsed(now, this.lastDrainAt, this.drainIntervalMs)) this.drainTick();
@@ -723,11 +718,12 @@ export class Session implements PacketSink, Link {
   private serviceTimeouts(now: number): void {
     const outbox = this.outbox;
     const inflight = outbox.inflight;
+    if (inflight.count === 0) return;
     for (let slot = outbox.expireNext(now, this.operationTimeoutMs); slot >= 0; slot = outbox.expireNext(now, this.operationTimeoutMs)) {
       this.stats.timedOut++;
       const onAck = inflight.callback[slot];
       inflight.callback[slot] = undefined;
-      if (onAck) this.events.postAck(onAck, AckStatus.TimedOut, inflight.packetId[slot], 0);
+      if (onAck) this.events.ack(onAck, AckStatus.TimedOut, inflight.packetId[slot], 0);
     }
   }
 }

@@ -41,7 +41,8 @@ export class Subscriptions {
   private readonly batchFirst: Uint16Array;
   private readonly batchCount: Uint8Array;
   private readonly batchSlot: Uint16Array;
-  private batches = 0;
+  /** Resubscription batches written and not yet acknowledged. */
+  batches = 0;
   private slotsInBatches = 0;
   /** The next table slot resubscription looks at. */
   private cursor = 0;
@@ -145,11 +146,6 @@ export class Subscriptions {
   hasBatchToWrite(): boolean {
     for (let i = this.cursor; i < this.capacity; i++) if (this.confirmed[i]) return true;
     return false;
-  }
-
-  /** Resubscription batches written and not yet acknowledged. */
-  get batchesInFlight(): number {
-    return this.batches;
   }
 
   /**
