@@ -46,6 +46,9 @@ export interface AWSIoTMessage {
 
 export type AWSIoTMessageCallback = (client: AWSIoTMQTTClientCore, userdata: null, message: AWSIoTMessage) => void;
 
+/** The granted QoS a SUBACK gives a refused filter, and what subscribeAsync reports for any failed subscribe (as in Python). */
+const GRANTED_FAILURE = 128;
+
 /** Seconds as whole milliseconds, at least 1 ms and within the timer's range. */
 function positiveSeconds(name: string, value: unknown): number {
   const ms = typeof value === "number" ? Math.round(value * 1000) : Number.NaN;
@@ -432,13 +435,18 @@ export class AWSIoTMQTTClientCore {
     });
   }
 
-  /** ackCallback(mid, [grantedQoS]) with 128 for a refusal, as in Python. */
+  /**
+   * Returns the packet id, or "QUEUED". ackCallback(mid, [grantedQoS]) reports the SUBACK; a
+   * subscribe that failed gets [128], Python's failure value: refused by the broker, timed out (no
+   * SUBACK within the operation timeout; it stays in flight) or dropped by the drop policy (mid 0).
+   */
   subscribeAsync(topic: string, QoS: number, ackCallback?: (mid: number, data: number[]) => void, messageCallback?: AWSIoTMessageCallback): number | "QUEUED" {
     checkQos(QoS);
     checkAwsTopic(topic);
     checkOptionalFunction("ackCallback", ackCallback);
     const client = this.requireClient();
-    const accepted = client.subscribe(topic, QoS, this.adapt(messageCallback), ackCallback ? (_status, mid, granted) => ackCallback(mid, [granted]) : undefined);
+    const onAck = ackCallback ? (status: number, mid: number, granted: number) => ackCallback(mid, [status === AckStatus.Acknowledged ? granted : GRANTED_FAILURE]) : undefined;
+    const accepted = client.subscribe(topic, QoS, this.adapt(messageCallback), onAck);
     return this.midOf(client, accepted, 1);
   }
 
@@ -451,11 +459,19 @@ export class AWSIoTMQTTClientCore {
     });
   }
 
-  unsubscribeAsync(topic: string, ackCallback?: (mid: number) => void): number | "QUEUED" {
+  /**
+   * Returns the packet id, or "QUEUED". Python calls ackCallback(mid) at the UNSUBACK, and an
+   * UNSUBACK carries no return code to fail with; so, rather than call a failure back as if it were
+   * the UNSUBACK, the callback gets a second argument, the status as publishAsync's: ackCallback(mid,
+   * "acknowledged"), or "timed out" (no UNSUBACK within the operation timeout; still in flight) or
+   * "dropped" (by the drop policy, before it was sent; mid 0). A Python-style `(mid) => ...` still
+   * works, but only a callback that reads the status can tell a failure.
+   */
+  unsubscribeAsync(topic: string, ackCallback?: (mid: number, status: string) => void): number | "QUEUED" {
     checkOptionalFunction("ackCallback", ackCallback);
     checkAwsTopic(topic);
     const client = this.requireClient();
-    const accepted = client.unsubscribe(topic, ackCallback ? (_status, mid) => ackCallback(mid) : undefined);
+    const accepted = client.unsubscribe(topic, ackCallback ? (status, mid) => ackCallback(mid, ACK_STATUS_NAMES[status]) : undefined);
     return this.midOf(client, accepted, 1);
   }
 

@@ -316,3 +316,50 @@ test("facade: topics over AWS IoT Core's 256 bytes are refused at the call", () 
   clock.settle();
   equal(broker.sent(3).length, 1, "256 bytes is allowed");
 });
+
+/** A configured facade, connected and online. */
+function online(setup?: (client: AWSIoTMQTTClientCore) => void): ReturnType<typeof configured> {
+  const c = configured();
+  if (setup) setup(c.client);
+  c.client.connectAsync();
+  c.clock.settle();
+  equal(c.client.getMQTTConnection()?.stateName, "online");
+  return c;
+}
+
+test("facade: subscribeAsync reports a refused, timed-out or dropped subscribe as granted [128], never as success", () => {
+  const { client, broker, clock } = online((c) => c.configureOfflinePublishQueueing(1, DROP_OLDEST));
+  const granted: string[] = [];
+  const record = (name: string) => (mid: number, data: number[]) => granted.push(name + ":" + (mid > 0 ? "mid" : mid) + ":" + data.join(","));
+  client.subscribeAsync("granted", 1, record("granted"));
+  broker.refusedFilters = ["denied"];
+  client.subscribeAsync("denied", 1, record("refused"));
+  clock.settle();
+  broker.ackSubscriptions = false;
+  client.subscribeAsync("silent", 1, record("timed out"));
+  clock.advance(5000);
+  broker.ackSubscriptions = true;
+  // Offline, a queue of one under DROP_OLDEST: the second request drops the first.
+  broker.drop();
+  equal(client.subscribeAsync("first", 1, record("dropped")), "QUEUED");
+  equal(client.subscribeAsync("second", 1, record("kept")), "QUEUED");
+  clock.advance(2000);
+  deepEqual(granted, ["granted:mid:1", "refused:mid:128", "timed out:mid:128", "dropped:0:128", "kept:mid:1"]);
+});
+
+test("facade: unsubscribeAsync tells a timed-out or dropped unsubscribe from an acknowledged one (its status, as publishAsync's)", () => {
+  const { client, broker, clock } = online((c) => c.configureOfflinePublishQueueing(1, DROP_OLDEST));
+  const acks: string[] = [];
+  const record = (name: string) => (mid: number, status?: string) => acks.push(name + ":" + (mid > 0 ? "mid" : mid) + ":" + status);
+  client.unsubscribeAsync("a", record("acknowledged"));
+  clock.settle();
+  broker.ackSubscriptions = false;
+  client.unsubscribeAsync("b", record("silent"));
+  clock.advance(5000);
+  broker.ackSubscriptions = true;
+  broker.drop();
+  client.unsubscribeAsync("c", record("dropped"));
+  client.unsubscribeAsync("d", record("kept"));
+  clock.advance(2000);
+  deepEqual(acks, ["acknowledged:mid:acknowledged", "silent:mid:timed out", "dropped:0:dropped", "kept:mid:acknowledged"]);
+});
