@@ -413,7 +413,15 @@ export class AWSIoTMQTTClientCore {
     });
   }
 
-  /** Returns the packet id, or "QUEUED". ackCallback(mid, status) keeps working for queued requests. */
+  /**
+   * Returns the packet id (0 for QoS 0), or "QUEUED" for a request kept for later, as Python does.
+   * ackCallback(mid, status) keeps working for queued requests; status is "acknowledged", "timed
+   * out" (still in flight: do not publish it again) or "dropped" (by the drop policy; mid 0). A QoS 0
+   * message is called back only if it is dropped. A request the full queue refuses under
+   * DROP_NEWEST is reported once: with an ackCallback, it gets "dropped" and "QUEUED" is returned
+   * (it took Python's offline path); without one, the call throws `not-accepted`, as Python raises
+   * its queue-full exception.
+   */
   publishAsync(topic: string, payload: Payload | ArrayBuffer, QoS: number, ackCallback?: (mid: number, status: string) => void): number | "QUEUED" {
     checkQos(QoS);
     checkAwsTopic(topic);
@@ -421,7 +429,7 @@ export class AWSIoTMQTTClientCore {
     checkAwsPayload(payload);
     const client = this.requireClient();
     const accepted = client.publish(topic, payload, QoS, false, ackCallback ? (status, mid) => ackCallback(mid, ACK_STATUS_NAMES[status]) : undefined);
-    return this.midOf(client, accepted, QoS);
+    return this.midOf(client, accepted, QoS, ackCallback);
   }
 
   /** Resolves true at SUBACK (false if queued); rejects if the broker refuses it or the SUBACK is late. */
@@ -439,6 +447,8 @@ export class AWSIoTMQTTClientCore {
    * Returns the packet id, or "QUEUED". ackCallback(mid, [grantedQoS]) reports the SUBACK; a
    * subscribe that failed gets [128], Python's failure value: refused by the broker, timed out (no
    * SUBACK within the operation timeout; it stays in flight) or dropped by the drop policy (mid 0).
+   * Under DROP_NEWEST a full queue is reported once, as publishAsync's: [128] and "QUEUED", or a
+   * throw when there is no ackCallback.
    */
   subscribeAsync(topic: string, QoS: number, ackCallback?: (mid: number, data: number[]) => void, messageCallback?: AWSIoTMessageCallback): number | "QUEUED" {
     checkQos(QoS);
@@ -447,7 +457,7 @@ export class AWSIoTMQTTClientCore {
     const client = this.requireClient();
     const onAck = ackCallback ? (status: number, mid: number, granted: number) => ackCallback(mid, [status === AckStatus.Acknowledged ? granted : GRANTED_FAILURE]) : undefined;
     const accepted = client.subscribe(topic, QoS, this.adapt(messageCallback), onAck);
-    return this.midOf(client, accepted, 1);
+    return this.midOf(client, accepted, 1, ackCallback);
   }
 
   unsubscribe(topic: string): Promise<boolean> {
@@ -465,19 +475,25 @@ export class AWSIoTMQTTClientCore {
    * the UNSUBACK, the callback gets a second argument, the status as publishAsync's: ackCallback(mid,
    * "acknowledged"), or "timed out" (no UNSUBACK within the operation timeout; still in flight) or
    * "dropped" (by the drop policy, before it was sent; mid 0). A Python-style `(mid) => ...` still
-   * works, but only a callback that reads the status can tell a failure.
+   * works, but only a callback that reads the status can tell a failure. Under DROP_NEWEST a full
+   * queue is reported once, as publishAsync's.
    */
   unsubscribeAsync(topic: string, ackCallback?: (mid: number, status: string) => void): number | "QUEUED" {
     checkOptionalFunction("ackCallback", ackCallback);
     checkAwsTopic(topic);
     const client = this.requireClient();
     const accepted = client.unsubscribe(topic, ackCallback ? (status, mid) => ackCallback(mid, ACK_STATUS_NAMES[status]) : undefined);
-    return this.midOf(client, accepted, 1);
+    return this.midOf(client, accepted, 1, ackCallback);
   }
 
-  private midOf(client: MqttClient, accepted: Accepted, qos: number): number | "QUEUED" {
-    if (accepted === Accepted.Dropped) throw droppedError();
-    if (accepted === Accepted.Queued) return "QUEUED";
+  /**
+   * What an *Async request returns. A request dropped at the call (a full queue under DROP_NEWEST)
+   * has been reported to its ack callback already, so it returns "QUEUED" like any request that took
+   * the offline path; without a callback, the throw is the report.
+   */
+  private midOf(client: MqttClient, accepted: Accepted, qos: number, ackCallback: unknown): number | "QUEUED" {
+    if (accepted === Accepted.Dropped && ackCallback === undefined) throw droppedError();
+    if (accepted !== Accepted.Sent) return "QUEUED";
     return qos === 1 ? client.lastPacketId : 0;
   }
 

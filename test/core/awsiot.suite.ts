@@ -363,3 +363,36 @@ test("facade: unsubscribeAsync tells a timed-out or dropped unsubscribe from an 
   clock.advance(2000);
   deepEqual(acks, ["acknowledged:mid:acknowledged", "silent:mid:timed out", "dropped:0:dropped", "kept:mid:acknowledged"]);
 });
+
+test("facade: under DROP_NEWEST a full queue's publishAsync/subscribeAsync/unsubscribeAsync reports the drop once: through its ack callback (returning QUEUED), or by throwing when it has none", () => {
+  const { client, broker, clock } = online((c) => c.configureOfflinePublishQueueing(1, DROP_NEWEST));
+  broker.drop();
+  equal(client.publishAsync("t", "kept", 1), "QUEUED");
+  const reports: string[] = [];
+  const calls: [string, () => unknown][] = [
+    ["publish QoS 1", () => client.publishAsync("t", "x", 1, (mid, status) => reports.push("publish QoS 1:" + mid + ":" + status))],
+    ["publish QoS 0", () => client.publishAsync("t", "x", 0, (mid, status) => reports.push("publish QoS 0:" + mid + ":" + status))],
+    ["subscribe", () => client.subscribeAsync("s", 1, (mid, data) => reports.push("subscribe:" + mid + ":" + data.join(",")))],
+    ["unsubscribe", () => client.unsubscribeAsync("u", (mid, status) => reports.push("unsubscribe:" + mid + ":" + status))],
+  ];
+  for (const [name, call] of calls) {
+    let returned: unknown;
+    let thrown = "";
+    try {
+      returned = call();
+    } catch (error) {
+      thrown = (error as Error).message;
+    }
+    equal(thrown, "", name + " must not throw when its ack callback reports the drop");
+    equal(returned, "QUEUED", name);
+  }
+  deepEqual(reports, ["publish QoS 1:0:dropped", "publish QoS 0:0:dropped", "subscribe:0:128", "unsubscribe:0:dropped"]);
+  // Without an ack callback the throw is the only report, as Python raises its queue-full exception.
+  throws(() => client.publishAsync("t", "x", 1), "offline queue full");
+  throws(() => client.subscribeAsync("s", 1), "offline queue full");
+  throws(() => client.unsubscribeAsync("u"), "offline queue full");
+  equal(reports.length, 4, "no callback ran twice");
+  equal(client.getMQTTConnection()?.stats.dropped, 7);
+  clock.advance(2000);
+  deepEqual(broker.sent(3).map((p) => fromUtf8(p.payload as Uint8Array)), ["kept"]);
+});
