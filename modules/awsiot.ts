@@ -98,6 +98,7 @@ export class AWSIoTMQTTClientCore {
   private onlineHandler: (() => void) | undefined;
   private offlineHandler: (() => void) | undefined;
   private messageHandler: ((message: AWSIoTMessage) => void) | undefined;
+  private errorHandler: ((error: IoTLinkError) => void) | undefined;
 
   private readonly platform: Platform;
   private readonly options: Partial<ClientOptions> & { clientId: string };
@@ -133,12 +134,28 @@ export class AWSIoTMQTTClientCore {
   set onOffline(handler: (() => void) | undefined) {
     this.offlineHandler = handlerOrNone("onOffline", handler);
   }
-  /** Called for every inbound message. */
+  /** Called for every inbound message. If it throws, the client carries on and `onError` hears of it. */
   get onMessage(): ((message: AWSIoTMessage) => void) | undefined {
     return this.messageHandler;
   }
   set onMessage(handler: ((message: AWSIoTMessage) => void) | undefined) {
     this.messageHandler = handlerOrNone("onMessage", handler);
+  }
+  /**
+   * (IoTLink extension) Called with every error the client reports, an IoTLinkError whose `code`
+   * says what happened. Above all `callback-error`: a callback of yours threw (onMessage, a subscribe
+   * callback, an ack callback, onOnline...), and the client carried on without it. Also what no
+   * Promise or ack callback carries: a subscription the broker refused when it was renewed after a
+   * reconnect, a protocol error, an oversized inbound message, `gave-up`; and each failed connection
+   * attempt, which connect() reports too. Python SDK v1 has no such hook (a throwing callback stops
+   * its dispatch); the same errors reach `getMQTTConnection().on("error", ...)`. If onError itself
+   * throws, that is counted in `getMQTTConnection().stats.callbackErrors` but not reported again.
+   */
+  get onError(): ((error: IoTLinkError) => void) | undefined {
+    return this.errorHandler;
+  }
+  set onError(handler: ((error: IoTLinkError) => void) | undefined) {
+    this.errorHandler = handlerOrNone("onError", handler);
   }
 
   // ------------------------------------------------------------ configuration
@@ -316,9 +333,16 @@ export class AWSIoTMQTTClientCore {
     });
     client.on("offline", () => this.notify(this.offlineHandler));
     client.on("error", (error) => {
-      if (error.code === ErrorCode.ConnectionRefused || error.code === ErrorCode.ConnectFailed || error.code === ErrorCode.ConnectTimeout || error.code === ErrorCode.GaveUp) {
-        const match = /CONNACK (\d+)/.exec(error.message);
-        this.settleConnect(match ? Number(match[1]) : -1, error);
+      try {
+        if (error.code === ErrorCode.ConnectionRefused || error.code === ErrorCode.ConnectFailed || error.code === ErrorCode.ConnectTimeout || error.code === ErrorCode.GaveUp) {
+          const match = /CONNACK (\d+)/.exec(error.message);
+          this.settleConnect(match ? Number(match[1]) : -1, error);
+        }
+      } finally {
+        // After the pending connect() is settled, so a throwing onError cannot keep it pending;
+        // and even if a connectAsync callback threw.
+        const handler = this.errorHandler;
+        if (handler) handler(error);
       }
     });
     client.on("message", (message) => {

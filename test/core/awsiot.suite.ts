@@ -396,3 +396,55 @@ test("facade: under DROP_NEWEST a full queue's publishAsync/subscribeAsync/unsub
   clock.advance(2000);
   deepEqual(broker.sent(3).map((p) => fromUtf8(p.payload as Uint8Array)), ["kept"]);
 });
+
+test("facade: a throwing onMessage or subscribe callback reaches onError as callback-error, and messages keep coming", async () => {
+  const { client, broker, clock } = online();
+  const errors: string[] = [];
+  client.onError = (error) => errors.push(error.code + ": " + error.message);
+  const seen: string[] = [];
+  client.onMessage = (message) => {
+    seen.push("onMessage " + fromUtf8(message.payload));
+    if (fromUtf8(message.payload) === "bad") throw new Error("onMessage broke");
+  };
+  const subscribed = client.subscribe("cmd/#", 1, (_client, _userdata, message) => {
+    seen.push("callback " + fromUtf8(message.payload));
+    if (fromUtf8(message.payload) === "worse") throw new Error("callback broke");
+  });
+  clock.settle();
+  equal(await subscribed, true);
+  for (const payload of ["bad", "worse", "good"]) broker.publish("cmd/x", payload, 1);
+  clock.settle();
+  deepEqual(seen, ["callback bad", "onMessage bad", "callback worse", "onMessage worse", "callback good", "onMessage good"]);
+  deepEqual(errors, ["callback-error: a callback threw: onMessage broke", "callback-error: a callback threw: callback broke"]);
+  equal(client.getMQTTConnection()?.stats.callbackErrors, 2);
+  // A throwing onError is counted, not reported again (that would never end), and the client carries on.
+  client.onError = () => {
+    throw new Error("onError broke");
+  };
+  broker.publish("cmd/x", "bad", 1);
+  broker.publish("cmd/x", "good", 1);
+  clock.settle();
+  equal(client.getMQTTConnection()?.stats.callbackErrors, 4);
+  equal(seen.length, 10);
+  equal(client.getMQTTConnection()?.stateName, "online");
+  throws(() => (client.onError = "yes" as never), "onError must be a function");
+  client.onError = null as never;
+  equal(client.onError, undefined);
+});
+
+test("facade: onError sees the errors no Promise or callback carries (a refused resubscription), and connection failures too", async () => {
+  const { client, broker, clock } = online();
+  const codes: string[] = [];
+  client.onError = (error) => codes.push(error.code);
+  const subscribed = client.subscribe("cmd", 1);
+  clock.settle();
+  equal(await subscribed, true);
+  broker.refusedFilters = ["cmd"];
+  broker.drop();
+  clock.advance(2000);
+  deepEqual(codes, ["subscription-refused"]);
+  broker.connackCode = 5;
+  broker.drop();
+  clock.advance(2000);
+  deepEqual(codes, ["subscription-refused", "connection-refused"]);
+});
