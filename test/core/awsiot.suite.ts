@@ -448,3 +448,34 @@ test("facade: onError sees the errors no Promise or callback carries (a refused 
   clock.advance(2000);
   deepEqual(codes, ["subscription-refused", "connection-refused"]);
 });
+
+test("facade: a user's own listeners on getMQTTConnection() (error, online) do not stop connect() from settling, and are called too", async () => {
+  const { client, broker, clock } = configured();
+  broker.connackCode = 5;
+  const connecting = client.connect();
+  const connection = client.getMQTTConnection();
+  ok(connection !== undefined, "connect() built the client");
+  const heard: string[] = [];
+  connection?.on("error", (error) => heard.push("error " + error.code));
+  connection?.on("online", () => heard.push("online"));
+  let facadeOnline = 0;
+  client.onOnline = () => facadeOnline++;
+  let outcome = "pending";
+  connecting.then(
+    () => (outcome = "resolved"),
+    (error: Error) => (outcome = "rejected: " + error.message),
+  );
+  clock.settle();
+  // Not `await connecting`: a connect() that never settles must fail here, not hang the run.
+  for (let turn = 0; turn < 4; turn++) await Promise.resolve();
+  ok(outcome.indexOf("rejected: connection refused: not authorized (CONNACK 5)") === 0, "connect() settled with the cause: " + outcome);
+  deepEqual(heard, ["error connection-refused"]);
+  broker.connackCode = 0;
+  outcome = "pending";
+  client.connect().then(() => (outcome = "resolved"));
+  clock.advance(2000);
+  for (let turn = 0; turn < 4; turn++) await Promise.resolve();
+  equal(outcome, "resolved", "connect() resolves once the retry is accepted");
+  deepEqual(heard, ["error connection-refused", "online"]);
+  equal(facadeOnline, 1);
+});
