@@ -108,7 +108,10 @@ export class AWSIoTMQTTClientCore {
   private metrics = true;
   private client: MqttClient | undefined;
   private pendingConnect: PendingConnect | undefined;
-  private connectAck: ((mid: number, returnCode: number) => void) | undefined;
+  /** connectAsync callbacks waiting for the outcome of the attempt under way. */
+  private connectAcks: ((mid: number, returnCode: number) => void)[] = [];
+  /** disconnectAsync callbacks (and disconnect() Promises) waiting for the link to close. */
+  private disconnectAcks: ((mid: number, data: number) => void)[] = [];
 
   constructor(platform: Platform, clientID: string, protocolType = MQTTv3_1_1, useWebsocket = false, cleanSession = true) {
     const idProblem = clientID === "" ? "clientID must not be empty" : mqttStringProblem("clientID", clientID);
@@ -327,11 +330,27 @@ export class AWSIoTMQTTClientCore {
       transport: this.platform.createTransport(settings, this.options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES),
       clock: this.platform.createClock(),
     });
+    // A user callback that throws is the client's to report (it isolates its listeners, not the
+    // callbacks one listener makes): try/finally keeps it from skipping the facade's own work.
     client.on("online", () => {
-      this.settleConnect(0, undefined);
-      this.notify(this.onlineHandler);
+      try {
+        this.settleConnect(0, undefined);
+      } finally {
+        this.notify(this.onlineHandler);
+      }
     });
-    client.on("offline", () => this.notify(this.offlineHandler));
+    client.on("offline", () => {
+      try {
+        this.notify(this.offlineHandler);
+      } finally {
+        // A disconnect's link has closed: every byte the transport held went out, then DISCONNECT.
+        if (client.stateName !== "closing") {
+          const acks = this.disconnectAcks;
+          this.disconnectAcks = [];
+          callAll(acks, 0);
+        }
+      }
+    });
     client.on("error", (error) => {
       try {
         if (error.code === ErrorCode.ConnectionRefused || error.code === ErrorCode.ConnectFailed || error.code === ErrorCode.ConnectTimeout || error.code === ErrorCode.GaveUp) {
@@ -358,14 +377,16 @@ export class AWSIoTMQTTClientCore {
   }
 
   private settleConnect(returnCode: number, error: IoTLinkError | undefined): void {
-    const ack = this.connectAck;
-    this.connectAck = undefined;
-    if (ack) ack(0, returnCode);
+    // The Promise first: a connectAsync callback that throws cannot leave it pending.
     const pending = this.pendingConnect;
     this.pendingConnect = undefined;
-    if (!pending) return;
-    if (error) pending.reject(error);
-    else pending.resolve(true);
+    if (pending) {
+      if (error) pending.reject(error);
+      else pending.resolve(true);
+    }
+    const acks = this.connectAcks;
+    this.connectAcks = [];
+    callAll(acks, returnCode);
   }
 
   /**
@@ -388,28 +409,48 @@ export class AWSIoTMQTTClientCore {
     return pending.promise;
   }
 
-  /** ackCallback(mid, returnCode): 0 accepted, 1-5 CONNACK refusals, -1 no CONNACK (network, TLS, timeout). */
+  /**
+   * ackCallback(mid, returnCode) once, at the outcome of the attempt under way: 0 accepted, 1-5
+   * CONNACK refusals, -1 no CONNACK (network, TLS, timeout). Each call's callback is kept (a later
+   * call does not replace an earlier one's); while connected, it is called at once with 0.
+   */
   connectAsync(keepAliveIntervalSecond = 600, ackCallback?: (mid: number, returnCode: number) => void): number {
     checkOptionalFunction("ackCallback", ackCallback);
     const client = this.build(keepAliveIntervalSecond);
-    this.connectAck = ackCallback;
+    const state = client.stateName;
+    if (state === "online" || state === "draining" || state === "resubscribing") {
+      if (ackCallback) ackCallback(0, 0);
+      return 0;
+    }
+    if (ackCallback) this.connectAcks.push(ackCallback);
     client.connect();
     return 0;
   }
 
-  /** Resolves true once DISCONNECT is sent. Queued requests and subscriptions are kept for the next connect(). */
+  /**
+   * Resolves true once the connection is closed: with a session up, when the transport has sent
+   * what it held and DISCONNECT (or, after the connect/disconnect timeout, aborted the link; the
+   * client then reports `disconnect-timeout`); otherwise at once. A pending connect() rejects.
+   * Queued requests and subscriptions are kept for the next connect(), which may be called at once.
+   */
   disconnect(): Promise<boolean> {
-    this.disconnectAsync();
-    return Promise.resolve(true);
+    return new Promise((resolve) => {
+      this.disconnectAsync(() => resolve(true));
+    });
   }
 
+  /** ackCallback(mid, data), with (0, 0), when the connection is closed (see disconnect()). */
   disconnectAsync(ackCallback?: (mid: number, data: number) => void): number {
     checkOptionalFunction("ackCallback", ackCallback);
-    if (this.client) this.client.disconnect();
+    const client = this.client;
+    if (client) client.disconnect();
     const pending = this.pendingConnect;
     this.pendingConnect = undefined;
     if (pending) pending.reject(new IoTLinkError(ErrorCode.ConnectFailed, "disconnect() called before the connection was established"));
-    if (ackCallback) ackCallback(0, 0);
+    if (ackCallback) {
+      if (client && client.stateName === "closing") this.disconnectAcks.push(ackCallback);
+      else ackCallback(0, 0);
+    }
     return 0;
   }
 
@@ -526,6 +567,24 @@ export class AWSIoTMQTTClientCore {
     if (callback === undefined) return undefined;
     return (message) => callback(this, null, copyMessage(message));
   }
+}
+
+/**
+ * Calls each callback with (0, value). One that throws does not keep the others from being called;
+ * the first throw is passed on, for the client to report.
+ */
+function callAll(callbacks: ((mid: number, value: number) => void)[], value: number): void {
+  let thrown: unknown;
+  let threw = false;
+  for (let i = 0; i < callbacks.length; i++) {
+    try {
+      callbacks[i](0, value);
+    } catch (error) {
+      if (!threw) thrown = error;
+      threw = true;
+    }
+  }
+  if (threw) throw thrown;
 }
 
 function settleAck(status: number, resolve: (value: boolean) => void, reject: (error: Error) => void): void {

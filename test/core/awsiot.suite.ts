@@ -479,3 +479,57 @@ test("facade: a user's own listeners on getMQTTConnection() (error, online) do n
   deepEqual(heard, ["error connection-refused", "online"]);
   equal(facadeOnline, 1);
 });
+
+test("facade: every connectAsync callback hears the outcome (a later call does not replace an earlier one's); while online it hears at once", () => {
+  const { client, broker, clock } = configured();
+  broker.connackCode = 5;
+  const codes: string[] = [];
+  const errors: string[] = [];
+  client.onError = (error) => errors.push(error.code + ": " + error.message);
+  client.connectAsync(600, (mid, rc) => {
+    codes.push("first " + mid + " " + rc);
+    throw new Error("first callback broke");
+  });
+  client.connectAsync(600, (mid, rc) => codes.push("second " + mid + " " + rc));
+  client.connectAsync(600); // no callback: removes none
+  clock.settle();
+  deepEqual(codes, ["first 0 5", "second 0 5"], "a throwing callback keeps none of the others from being called");
+  deepEqual(errors, ["connection-refused: connection refused: not authorized (CONNACK 5)"]);
+  equal(client.getMQTTConnection()?.stats.callbackErrors, 1, "the throw is counted (an error listener's throw is not reported again)");
+  broker.connackCode = 0;
+  client.connectAsync(600, (mid, rc) => codes.push("retry " + mid + " " + rc));
+  clock.advance(2000);
+  equal(client.getMQTTConnection()?.stateName, "online");
+  client.connectAsync(600, (mid, rc) => codes.push("online " + mid + " " + rc));
+  deepEqual(codes, ["first 0 5", "second 0 5", "retry 0 0", "online 0 0"]);
+  broker.drop();
+  clock.advance(2000);
+  equal(codes.length, 4, "a callback is called once, not again at the next reconnect");
+});
+
+test("facade: disconnect() settles once the link has closed (the transport sent what it held, then DISCONNECT), as the client's graceful disconnect does", async () => {
+  const { client, broker, clock } = online();
+  broker.capacity = 4096; // the transport holds what it took until the clock sends it
+  broker.drainEveryMs = 50;
+  client.publishAsync("t", "last words", 1);
+  let settled = "";
+  const done = client.disconnect().then((value) => (settled = "disconnect " + value));
+  const acks: string[] = [];
+  client.disconnectAsync((mid, data) => acks.push("disconnectAsync " + mid + " " + data));
+  await Promise.resolve();
+  equal(client.getMQTTConnection()?.stateName, "closing");
+  equal(settled, "", "still closing");
+  deepEqual(acks, []);
+  clock.advance(100);
+  await done;
+  equal(settled, "disconnect true");
+  deepEqual(acks, ["disconnectAsync 0 0"]);
+  equal(client.getMQTTConnection()?.stateName, "idle");
+  deepEqual(broker.sent(3).map((p) => fromUtf8(p.payload as Uint8Array)), ["last words"]);
+  equal(broker.sent(14).length, 1, "DISCONNECT went out after the message");
+  // With no session up, it settles at once.
+  const idle: string[] = [];
+  client.disconnectAsync((mid, data) => idle.push(mid + " " + data));
+  deepEqual(idle, ["0 0"]);
+  equal(await client.disconnect(), true);
+});
