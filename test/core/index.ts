@@ -10,5 +10,6 @@ import "./client-delivery.suite";
 import "./client-hostile.suite";
 import "./client-backpressure.suite";
 import "./client-liveness.suite";
+import "./client-seams.suite";
 import "./awsiot.suite";
 import "./api-input.suite";

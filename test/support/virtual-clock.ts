@@ -17,6 +17,8 @@ export class VirtualClock implements Clock {
   private timerCallback: (() => void) | undefined;
   private tasks: Task[] = [];
   private order = 0;
+  private zeroDelayAt = -1;
+  private zeroDelaySets = 0;
 
   constructor(start = 0) {
     this.time = start;
@@ -28,6 +30,13 @@ export class VirtualClock implements Clock {
 
   setTimer(delayMs: number, onTimer: () => void): void {
     if (!Number.isInteger(delayMs) || delayMs < 0) throw new Error("setTimer needs a whole number of ms >= 0, got " + delayMs);
+    // A client that re-arms for "now" over and over would spin for ever: fail instead of hanging.
+    if (delayMs === 0 && this.time === this.zeroDelayAt) {
+      if (++this.zeroDelaySets > 10000) throw new Error("timer re-armed for now 10000 times at " + this.time + " ms: the client is polling");
+    } else {
+      this.zeroDelayAt = delayMs === 0 ? this.time : -1;
+      this.zeroDelaySets = 0;
+    }
     this.timerAt = this.time + delayMs;
     this.timerCallback = onTimer;
     this.timerSets++;
