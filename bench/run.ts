@@ -172,6 +172,7 @@ async function xsResults(): Promise<XsResults> {
 const OPERATION_NAMES: Record<string, string> = {
   "loop": "(the driver's empty loop, included in every row)",
   "publish-qos0": "QoS 0 publish, 64 B, online",
+  "publish-qos0-text": "QoS 0 publish, 64-character string payload, online",
   "publish-qos1+puback": "QoS 1 publish + its PUBACK",
   "inbound-qos0": "inbound QoS 0 PUBLISH decoded + dispatched",
   "inbound-qos1+puback": "inbound QoS 1 PUBLISH decoded + dispatched + PUBACK sent",

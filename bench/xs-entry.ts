@@ -20,6 +20,8 @@ declare function gc(): void;
 
 const TOPIC = "bench/t";
 const PAYLOAD = new Uint8Array(64).map((_, i) => 0x41 + (i % 26));
+/** The same 64 bytes as text: the client checks it is valid UTF-8 and encodes it on the way. */
+const TEXT_PAYLOAD = String.fromCharCode(...PAYLOAD);
 const KEEP_ALIVE_S = 60;
 
 /** A ScriptedBroker whose write() only counts once `counting` is on: the steady-state sink. */
@@ -124,6 +126,19 @@ const scenarios: Record<string, Scenario> = {
     run(n) {
       const client = current.client;
       for (let i = 0; i < n; i++) client.publish(TOPIC, PAYLOAD, 0);
+    },
+    check() {
+      return `${current.broker.writesOut} writes, ${current.broker.bytesOut} bytes, stats.sent ${current.client.stats.sent}`;
+    },
+  },
+  "publish-qos0-text": {
+    setup() {
+      current = online();
+      current.broker.counting = true;
+    },
+    run(n) {
+      const client = current.client;
+      for (let i = 0; i < n; i++) client.publish(TOPIC, TEXT_PAYLOAD, 0);
     },
     check() {
       return `${current.broker.writesOut} writes, ${current.broker.bytesOut} bytes, stats.sent ${current.client.stats.sent}`;
