@@ -136,8 +136,20 @@ client.on("reconnecting", (delay, attempt) => log("backoff", ["delay", delay, "a
 client.on("drop", (kind, topic) => log("drop", ["kind", kind, "topic", topic, "dropped", client.stats.dropped]));
 client.on("error", (error) => log("error", ["code", error.code, "message", error.message]));
 
+/** `value` as a JSON string: quotes, backslashes and control characters escaped (a command is whatever the broker sent). */
+function jsonString(value: string): string {
+  let json = '"';
+  for (let i = 0; i < value.length; i++) {
+    const code = value.charCodeAt(i);
+    if (code === 0x22 || code === 0x5c) json += "\\" + value[i];
+    else if (code < 0x20) json += (code < 0x10 ? "\\u000" : "\\u00") + code.toString(16);
+    else json += value[i];
+  }
+  return json + '"';
+}
+
 function reply(command: string, body: string): void {
-  client.publish(replyTopic, '{"command":"' + command + '",' + body + "}", 1);
+  client.publish(replyTopic, '{"command":' + jsonString(command) + "," + body + "}", 1);
 }
 
 function onCommand(message: InboundMessage): void {
