@@ -16,6 +16,14 @@
 //   the bytes that may be written; more than that throws "can't write all data" and sends nothing.
 //   Writing before message 1 throws "write failed" and breaks the connection (-2). After close() or
 //   after the -1/-2 callback, read and write throw TypeError. close() produces no callback.
+// - close() keeps what write() already took: on the device write() has encrypted it and written the
+//   record to the Socket (modsecuresocket.c, ssl/session_original.js), whose close() sends it, then
+//   the FIN (lwip/modSocket.c: tcp_close()); securesocket.js's close() sends no close_notify alert.
+//   Here the bytes may still wait in node:tls or Node's TCP buffer, so a closed socket lingers,
+//   silent, until they are handed to the operating system, then is destroyed (no close_notify either).
+// - `noDelay: true` in the options turns Nagle off: SecureSocket hands its options to new Socket(),
+//   whose lwIP implementation calls tcp_nagle_disable() for it. Without it Nagle stays on, the TCP
+//   default, and each small record waits for the peer's (delayed) ACK: ~50 ms handshakes on loopback.
 // - Every callback runs on a later event-loop turn, never inside the constructor, write or close.
 // - An exception thrown by the callback for messages 1-3 ends the socket with message -2.
 //
@@ -60,6 +68,11 @@ type ReadType = typeof ArrayBuffer | typeof String | typeof Number | null;
  * from which write() reports what is free. (Moddable's Linux simulator always reports 896.)
  */
 export const SEND_BUFFER_BYTES = 8192;
+/**
+ * How long a closed socket may take to hand over its last bytes before it is destroyed: a device's
+ * TCP stack, too, gives a peer that acknowledges nothing up after its retransmissions.
+ */
+export const CLOSE_LINGER_MS = 30_000;
 /** securesocket.js and modsecuresocket.c reserve this much of the send buffer for TLS framing. */
 const TLS_OVERHEAD_ESTIMATE = 128;
 /** securesocket.js hands decrypted data to its owner in pieces of at most this size. */
@@ -88,6 +101,8 @@ export interface SecureSocketOptions {
   host?: string;
   address?: string;
   port: number;
+  /** Nagle off (TCP_NODELAY), as Moddable's Socket takes it. */
+  noDelay?: boolean;
   secure?: SecureOptions;
   [other: string]: unknown;
 }
@@ -137,6 +152,8 @@ export default class SecureSocket {
   private phase: "connecting" | "connected" | "ending" | "closed" = "connecting";
   private readable: ReadableChunk | undefined;
   private awaitingWritable = false;
+  /** Closed by its owner while written bytes were still on their way: released once they are. */
+  private lingering: ReturnType<typeof setTimeout> | undefined;
 
   private readonly serverName: string;
   private readonly verify: boolean;
@@ -182,6 +199,7 @@ export default class SecureSocket {
 
     const tcp = new TcpSocket();
     this.tcp = tcp;
+    if (options.noDelay) tcp.setNoDelay(true);
     tcp.once("connect", () => this.startTls(tcp));
     tcp.on("error", (error) => this.fail(error.message));
     // The peer closing (FIN) before the handshake is done is a disconnect on the device, not an error.
@@ -253,11 +271,27 @@ export default class SecureSocket {
 
   close(): void {
     if (this.phase === "closed") return;
+    const connected = this.phase === "connected";
     this.phase = "closed";
-    this.tearDown();
+    this.readable = undefined;
+    if (!connected || this.allHandedOver()) {
+      this.tearDown();
+      return;
+    }
+    // Written bytes still wait in node:tls or Node's buffers: they go out before the socket does.
+    this.tcp?.unref();
+    this.lingering = setTimeout(() => this.tearDown(), CLOSE_LINGER_MS);
+    this.lingering.unref();
+  }
+
+  /** Every byte written is encrypted and accepted by the operating system. */
+  private allHandedOver(): boolean {
+    return (this.tls?.writableLength ?? 0) === 0 && (this.transport?.writableLength ?? 0) === 0 && (this.transport?.pendingBytes ?? 0) === 0;
   }
 
   private tearDown(): void {
+    if (this.lingering !== undefined) clearTimeout(this.lingering);
+    this.lingering = undefined;
     this.readable = undefined;
     this.tls?.destroy();
     this.tcp?.destroy();
@@ -276,6 +310,10 @@ export default class SecureSocket {
   }
 
   private maybeWritable(): void {
+    if (this.lingering !== undefined) {
+      if (this.allHandedOver()) this.tearDown();
+      return;
+    }
     if (!this.awaitingWritable || this.phase !== "connected" || !this.tls) return;
     if (this.outstandingBytes() !== 0) return;
     this.awaitingWritable = false;
@@ -385,12 +423,14 @@ export default class SecureSocket {
   }
 
   private fail(reason: string): void {
+    if (this.lingering !== undefined) this.tearDown(); // the last bytes cannot go out now
     if (this.phase === "ending" || this.phase === "closed") return;
     traceReason(reason);
     this.terminate(MESSAGE_ERROR);
   }
 
   private terminate(message: number): void {
+    if (this.lingering !== undefined) this.tearDown();
     if (this.phase === "ending" || this.phase === "closed") return;
     this.phase = "ending";
     this.tearDown();
