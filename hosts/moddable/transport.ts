@@ -4,6 +4,30 @@
 // buffer of fixed size and go out on the next "writable" callback. When that buffer is full too,
 // write() refuses (the link stays up) and the sink hears onTransportWritable() once it has drained;
 // a small reserve at its end takes control packets (PUBACK, PINGREQ, DISCONNECT) even then.
+//
+// end() and Moddable's close(), as read in the Moddable SDK 8.2.3 sources:
+// - modules/network/socket/lwip/modSocket.c (ESP32): write() copies the bytes into lwIP's send queue
+//   (tcp_write with TCP_WRITE_FLAG_COPY) before it returns; close() detaches the callbacks and calls
+//   tcp_close(), which in lwIP (src/core/tcp.c, tcp_close_shutdown_fin) queues the FIN behind the
+//   unsent bytes and calls tcp_output(): lwIP goes on sending and retransmitting them after close()
+//   has returned, with no callback to the socket's owner. One exception: lwIP answers close() with a
+//   RST and drops its queue when received bytes were not yet read (tcp_recved() not called), so the
+//   transport keeps reading while it ends.
+// - modules/network/socket/lin/modSocket.c (simulator): write() hands the bytes to a blocking send()
+//   at once; close() closes the descriptor, and the kernel sends what it holds, then the FIN (a RST
+//   too if unread bytes remain).
+// - modules/crypt/securesocket/securesocket.js: SecureSocket.write() encrypts into a TLS record and
+//   writes it to its Socket at once (modsecuresocket.c, ssl/session_original.js write()); close()
+//   closes that Socket without a close_notify alert.
+// So bytes handed to socket.write() are on their way and close() keeps them: end() first moves its
+// own transmit buffer and control reserve into the socket (on "writable" callbacks, as write() does),
+// then calls close(), then reports. There is no callback for the bytes reaching the broker.
+//
+// Nagle: lwip/modSocket.c (configureSocketTCP) calls tcp_nagle_disable() when the constructor's
+// dictionary has a truthy `noDelay`, and SecureSocket hands its whole dictionary to new Socket(), so
+// `noDelay: true` reaches lwIP for both kinds of link. Without it a small packet (PUBACK, PINGREQ,
+// a small PUBLISH) waits while earlier bytes are unacknowledged: up to a delayed ACK, tens of ms.
+// The Linux simulator's socket (lin/modSocket.c) ignores the option (Nagle stays on there).
 import Resource from "Resource";
 import SecureSocket from "securesocket";
 import { Socket } from "socket";
@@ -78,6 +102,10 @@ export class SocketTransport implements Transport {
   private controlBytes = 0;
   /** A write was refused for lack of room: call onTransportWritable() once there is room again. */
   private refused = false;
+  /** end() was called: write() refuses, and the link closes once the buffers above are in the socket. */
+  private ending = false;
+  /** Counts abort()s: a report deferred to a later turn is dropped when its link was aborted meanwhile. */
+  private link = 0;
   private secure: Record<string, unknown> | undefined;
   /**
    * The native socket of the latest connection, kept reachable until the next open(). When a
@@ -117,21 +145,23 @@ export class SocketTransport implements Transport {
   }
 
   open(sink: TransportSink): void {
+    // A link still open (or ending) from an earlier open() is aborted, never orphaned.
+    this.abort();
+    const link = this.link;
     this.sink = sink;
-    this.connected = false;
-    this.pendingBytes = 0;
-    this.controlBytes = 0;
-    this.refused = false;
     const { host, port } = this.endpoint;
     let socket: MinimalSocket;
     try {
+      // noDelay turns Nagle off in lwIP (see the header); SecureSocket passes it on to its Socket.
       socket = (this.endpoint.plaintext
-        ? new Socket({ host, port })
-        : new SecureSocket({ host, port, secure: this.secureOptions() })) as unknown as MinimalSocket;
+        ? new Socket({ host, port, noDelay: true })
+        : new SecureSocket({ host, port, noDelay: true, secure: this.secureOptions() })) as unknown as MinimalSocket;
     } catch (error) {
-      // Report on the next turn, like every other transport event.
+      // Report on the next turn, like every other transport event (not when aborted meanwhile).
       const reason = "cannot open " + host + ":" + port + ": " + (error instanceof Error ? error.message : String(error));
-      Promise.resolve().then(() => sink.onTransportClosed(reason));
+      Promise.resolve().then(() => {
+        if (this.link === link) sink.onTransportClosed(reason);
+      });
       return;
     }
     this.socket = socket;
@@ -142,17 +172,20 @@ export class SocketTransport implements Transport {
         this.connected = true;
         sink.onTransportConnected();
       } else if (message === READABLE) {
+        // Read while ending too: lwIP resets rather than closes a link with unread bytes.
         const bytes = new Uint8Array(socket.read(ArrayBuffer));
         sink.onTransportData(bytes, 0, bytes.length);
       } else if (message === WRITABLE) {
         this.flush();
-        // Room again after a refusal: wait until half the buffer is free, so the client writes in batches.
-        if (this.refused && this.socket === socket && this.pendingBytes <= this.pending.length >> 1) {
+        if (this.ending) {
+          if (this.pendingBytes === 0 && this.controlBytes === 0) this.finishEnd(socket, sink);
+        } else if (this.refused && this.socket === socket && this.pendingBytes <= this.pending.length >> 1) {
+          // Room again after a refusal: wait until half the buffer is free, so the client writes in batches.
           this.refused = false;
           sink.onTransportWritable();
         }
       } else {
-        this.socket = undefined;
+        this.detach();
         try {
           socket.close();
         } catch {
@@ -165,10 +198,10 @@ export class SocketTransport implements Transport {
     };
   }
 
-  /** False only for lack of room (or before CONNECTED / after closing): closure goes to onTransportClosed. */
+  /** False only for lack of room (or before CONNECTED / after end()): closure goes to onTransportClosed. */
   write(bytes: Uint8Array, offset: number, length: number): boolean {
     const socket = this.socket;
-    if (!socket || !this.connected) return false;
+    if (!socket || !this.connected || this.ending) return false;
     if (this.pendingBytes === 0 && this.controlBytes === 0 && length <= socket.write()) {
       socket.write(bytes.subarray(offset, offset + length));
       return true;
@@ -205,13 +238,49 @@ export class SocketTransport implements Transport {
     }
   }
 
-  close(): void {
+  /**
+   * Ends the link once everything write() took is in the socket (see the header for why close()
+   * keeps those bytes), and reports it on a later turn: from the "writable" callback that empties
+   * the transmit buffer, or on the next microtask when nothing is waiting.
+   */
+  end(): void {
     const socket = this.socket;
+    const sink = this.sink;
+    // Nothing open: a closure is already reported or on its way. Already ending: once is enough.
+    if (!socket || !sink || this.ending) return;
+    this.ending = true;
+    this.refused = false;
+    this.flush();
+    if (this.pendingBytes > 0 || this.controlBytes > 0) return; // the "writable" callbacks finish it
+    const link = this.link;
+    this.finishEnd(socket, undefined);
+    Promise.resolve().then(() => {
+      if (this.link === link) sink.onTransportClosed("ended");
+    });
+  }
+
+  /** Closes an ending link whose bytes are all in the socket; reports to `sink` if given. */
+  private finishEnd(socket: MinimalSocket, sink: TransportSink | undefined): void {
+    this.detach();
+    socket.close();
+    if (sink) sink.onTransportClosed("ended");
+  }
+
+  /** Forgets the link's socket and state; the buffers are kept (fixed memory) and emptied. */
+  private detach(): void {
     this.socket = undefined;
     this.connected = false;
+    this.ending = false;
     this.pendingBytes = 0;
     this.controlBytes = 0;
     this.refused = false;
+  }
+
+  /** Closes now: bytes still in the transmit buffer or the reserve are dropped, and no sink call follows. */
+  abort(): void {
+    const socket = this.socket;
+    this.detach();
+    this.link++; // a report deferred to a later turn (end(), a failed open()) is dropped
     if (socket) socket.close();
   }
 }
