@@ -195,7 +195,11 @@ test("two clients on one Moddable platform keep their own timers: both stay up t
   await new Promise((wait) => setTimeout(wait, 3_200));
   assert.deepEqual(offline, []);
   assert.deepEqual(clients.map((client) => client.stateName), ["online", "online"]);
+  // disconnect() ends each link gracefully (Transport.end()): `offline` comes once it is closed.
+  const gone = Promise.all(clients.map((client) => new Promise<void>((done) => client.on("offline", () => done()))));
   for (const client of clients) client.disconnect();
+  await gone;
+  assert.deepEqual(offline, ["first: disconnected by the client", "second: disconnected by the client"]);
   assert.equal(host.countScheduledTimers(), 0);
 });
 
