@@ -5,7 +5,7 @@ import config from "mc/config";
 import Timer from "timer";
 import { DEFAULT_MAX_PACKET_BYTES, MqttClient, type InboundMessage } from "./modules/client";
 import { formatLogLine } from "./modules/logline";
-import { ACK_STATUS_NAMES, AckStatus, DROP_NEWEST, DROP_OLDEST, type EndpointSettings } from "./modules/types";
+import { ACK_STATUS_NAMES, AckStatus, DROP_NEWEST, DROP_OLDEST, type EndpointSettings, State } from "./modules/types";
 import { moddablePlatform } from "./hosts/moddable/platform";
 
 // Command-line overrides (mcconfig key=value) arrive as strings: parse and check every setting.
@@ -122,15 +122,31 @@ function status(event: string): void {
 client.on("state", () => status("state"));
 client.on("online", (sessionPresent) => log("online", ["endpoint", endpoint.host + ":" + port, "session", sessionPresent]));
 client.on("offline", (reason) => log("offline", ["reason", reason]));
-let subscribed = false;
+// The command subscription is asked for at restored rather than before connect(): a request made
+// before the session is restored needs the offline queue, which queueEntries=0 turns off. Once the
+// broker has confirmed it, the client re-subscribes by itself after every reconnect. Until then
+// (the subscribe threw, or was dropped, timed out or refused), it is asked for again at the next
+// restored and at each status tick while online; and again if a resubscription is refused.
+let subscribing = false;
+
+function subscribeCommands(): void {
+  // The app's only subscription: a count of 0 means the broker has not confirmed it (or no longer has it).
+  if (subscribing || client.subscriptionCount() > 0) return;
+  subscribing = true;
+  try {
+    client.subscribe(commandTopic, 1, onCommand, (ackStatus, _packetId, granted) => {
+      subscribing = false;
+      log("subscribe", ["topic", commandTopic, "status", ACK_STATUS_NAMES[ackStatus], "granted", granted]);
+    });
+  } catch (error) {
+    subscribing = false;
+    log("error", ["code", "subscribe", "message", error instanceof Error ? error.message : String(error)]);
+  }
+}
+
 client.on("restored", () => {
   log("restored", ["queue", client.queuedCount]);
-  // Subscribed once, here rather than before connect(): a request made before the session is
-  // restored needs the offline queue, which queueEntries=0 turns off. The client re-subscribes
-  // by itself after every reconnect.
-  if (subscribed) return;
-  subscribed = true;
-  client.subscribe(commandTopic, 1, onCommand);
+  subscribeCommands();
 });
 client.on("reconnecting", (delay, attempt) => log("backoff", ["delay", delay, "attempt", attempt]));
 client.on("drop", (kind, topic) => log("drop", ["kind", kind, "topic", topic, "dropped", client.stats.dropped]));
@@ -182,7 +198,10 @@ const telemetryTimer = Timer.repeat(() => {
   publishTelemetry();
   if (telemetryCount > 0 && sequence >= telemetryCount) Timer.clear(telemetryTimer);
 }, telemetryIntervalMs);
-const statusTimer = Timer.repeat(() => status("status"), statusIntervalMs);
+const statusTimer = Timer.repeat(() => {
+  status("status");
+  if (client.state === State.Online) subscribeCommands();
+}, statusIntervalMs);
 
 if (runForMs > 0) {
   Timer.set(() => {
