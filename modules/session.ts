@@ -373,7 +373,11 @@ export class Session implements PacketSink, Link {
   onTransportData(bytes: Uint8Array, offset: number, length: number): void {
     const state = this.state;
     if (state < State.AwaitingConnack || state === State.Closing) return;
+    const sent = this.stats.sent;
     if (!this.decoder.feed(bytes, offset, length)) this.protocolError(this.decoder.error);
+    // Restored, a read only moves deadlines later (received, PUBACK written, requests released),
+    // unless it let queued requests out: the armed timer stands.
+    if (state === State.Online && this.state === State.Online && this.timerArmed && this.stats.sent === sent) return;
     this.rescheduleAfterIo(state);
   }
 
