@@ -1,6 +1,6 @@
 // The IoTLink device app: connects over mutual TLS, subscribes to its command topic, publishes
 // telemetry at QoS 1 on an interval, answers commands, and logs every state change as one
-// parseable line (see modules/logline.ts and the README's "Log lines").
+// parseable line (see modules/logline.ts and docs/device-app.md, "Log lines").
 import config from "mc/config";
 import Timer from "timer";
 import { DEFAULT_MAX_PACKET_BYTES, MqttClient, type InboundMessage } from "./modules/client";

@@ -71,7 +71,7 @@ function endpointProblem(endpoint: EndpointSettings): string {
   for (const [name, value] of [["caResource", caResource], ["certificateResource", certificateResource], ["keyResource", keyResource]] as const) {
     if (value !== undefined && !isName(value)) return name + " must be a resource name";
     // Found now, not at every connect attempt, where it would be retried with backoff for ever.
-    if (value !== undefined && !Resource.exists(value)) return name + " " + value + " not found: add it to the manifest's resources (see README, certificates)";
+    if (value !== undefined && !Resource.exists(value)) return name + " " + value + " not found: add it to the manifest's resources (see docs/device-app.md)";
   }
   if (plaintext) {
     return caResource || certificateResource || keyResource ? "plaintext connections take no certificates: drop plaintext or the resources" : "";
