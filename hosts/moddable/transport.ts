@@ -185,6 +185,7 @@ export class SocketTransport implements Transport {
           sink.onTransportWritable();
         }
       } else {
+        const wasConnected = this.connected;
         this.detach();
         try {
           socket.close();
@@ -192,8 +193,8 @@ export class SocketTransport implements Transport {
           // Already closed by the socket itself.
         }
         sink.onTransportClosed(message === DISCONNECTED
-          ? (this.connected ? "closed by the broker" : "closed during connect or TLS handshake")
-          : (this.connected ? "socket error" : "connection or TLS handshake failed (check host, port, CA, certificate and key)"));
+          ? (wasConnected ? "closed by the broker" : "closed during connect or TLS handshake")
+          : (wasConnected ? "socket error" : "connection or TLS handshake failed (check host, port, CA, certificate and key)"));
       }
     };
   }
