@@ -21,7 +21,7 @@ export const enum EventId {
 }
 
 /** The event names `on()` takes, by EventId. */
-export const EVENT_NAMES: readonly string[] = ["online", "offline", "restored", "message", "drop", "reconnecting", "state", "error"];
+export const EVENT_NAMES: readonly string[] = Object.freeze(["online", "offline", "restored", "message", "drop", "reconnecting", "state", "error"]);
 
 /** Listeners one event may have. */
 export const LISTENERS_PER_EVENT = 4;

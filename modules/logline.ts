@@ -6,7 +6,8 @@
 
 export const LOG_PREFIX = "iotlink ";
 
-const BARE = /^[A-Za-z0-9_.:/+#-]+$/;
+// Frozen for preloading; not global, so test() never writes lastIndex.
+const BARE = Object.freeze(/^[A-Za-z0-9_.:/+#-]+$/);
 
 function quote(value: string): string {
   if (value.length > 0 && BARE.test(value)) return value;

@@ -75,7 +75,8 @@ export const enum State {
   Closing = 7,
 }
 
-export const STATE_NAMES: readonly string[] = ["idle", "backoff", "opening", "awaiting-connack", "resubscribing", "draining", "online", "closing"];
+// Tables are frozen: a preloaded module lives in flash, where only frozen objects stay put.
+export const STATE_NAMES: readonly string[] = Object.freeze(["idle", "backoff", "opening", "awaiting-connack", "resubscribing", "draining", "online", "closing"]);
 
 /** What a request call returns when it was accepted. */
 export const enum Accepted {
@@ -101,7 +102,7 @@ export const enum AckStatus {
   Refused = 3,
 }
 
-export const ACK_STATUS_NAMES: readonly string[] = ["acknowledged", "timed out", "dropped", "refused"];
+export const ACK_STATUS_NAMES: readonly string[] = Object.freeze(["acknowledged", "timed out", "dropped", "refused"]);
 
 /** Request kinds, as stored in the queue and reported by `drop` events. */
 export const enum RequestKind {
@@ -110,21 +111,21 @@ export const enum RequestKind {
   Unsubscribe = 2,
 }
 
-export const REQUEST_KIND_NAMES: readonly string[] = ["publish", "subscribe", "unsubscribe"];
+export const REQUEST_KIND_NAMES: readonly string[] = Object.freeze(["publish", "subscribe", "unsubscribe"]);
 
 /** Offline queue drop policies, with the AWS IoT Python SDK's constant values. */
 export const DROP_OLDEST = 0;
 export const DROP_NEWEST = 1;
 
 /** CONNACK return codes of MQTT 3.1.1 (section 3.2.2.3), by code. */
-export const CONNACK_NAMES: readonly string[] = [
+export const CONNACK_NAMES: readonly string[] = Object.freeze([
   "accepted",
   "unacceptable protocol version",
   "identifier rejected",
   "server unavailable",
   "bad user name or password",
   "not authorized",
-];
+]);
 
 export function connackName(code: number): string {
   return code < CONNACK_NAMES.length ? CONNACK_NAMES[code] : "unknown return code " + code;

@@ -15,17 +15,20 @@ export interface ManifestClosure {
   readonly compilerOptions: ConfigObject;
   /** The SDK's manifests that were named (not read). */
   readonly sdkIncludes: string[];
+  /** Module specifiers listed under "preload" (built into flash on the device). */
+  readonly preload: Set<string>;
 }
 
 interface ManifestJson {
   include?: string | string[];
   modules?: Record<string, string | string[]>;
+  preload?: string | string[];
   config?: ConfigObject;
   typescript?: { tsconfig?: { compilerOptions?: ConfigObject } };
 }
 
 export function loadManifestClosure(file: string): ManifestClosure {
-  const closure: ManifestClosure = { modules: new Map(), files: [], config: {}, compilerOptions: {}, sdkIncludes: [] };
+  const closure: ManifestClosure = { modules: new Map(), files: [], config: {}, compilerOptions: {}, sdkIncludes: [], preload: new Set() };
   const visit = (path: string): void => {
     if (closure.files.includes(path)) return;
     const json = JSON.parse(readFileSync(path, "utf8")) as ManifestJson;
@@ -44,6 +47,7 @@ export function loadManifestClosure(file: string): ManifestClosure {
         } else closure.modules.set(specifier, resolve(dirname(path), source));
       }
     }
+    for (const name of json.preload === undefined ? [] : Array.isArray(json.preload) ? json.preload : [json.preload]) closure.preload.add(name);
     mergeInto(closure.config, json.config ?? {});
     mergeInto(closure.compilerOptions, json.typescript?.tsconfig?.compilerOptions ?? {});
   };

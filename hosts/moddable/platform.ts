@@ -3,11 +3,11 @@ import type { Clock, EndpointSettings, Platform, Transport } from "../../modules
 import { TimerClock } from "./clock";
 import { SocketTransport } from "./transport";
 
-export const moddablePlatform: Platform = {
+export const moddablePlatform: Platform = Object.freeze({
   createClock(): Clock {
     return new TimerClock();
   },
   createTransport(endpoint: EndpointSettings, largestPacketBytes?: number): Transport {
     return new SocketTransport(endpoint, largestPacketBytes);
   },
-};
+});

@@ -13,3 +13,4 @@ import "./client-liveness.suite";
 import "./client-seams.suite";
 import "./awsiot.suite";
 import "./api-input.suite";
+import "./preload.suite";

@@ -70,3 +70,12 @@ test("the SDK's modules the transport needs come with the library fragment, and 
   assert.deepEqual(app.config.tls, { DHE_RSA: false }, "the app gets it through the include");
   assert.equal(app.files.map((file) => relative(root, file)).join(", "), "manifest_iotlink.json, manifest.json");
 });
+
+test("every IoTLink module a manifest lists is preloaded (built into flash on the device, its tables frozen)", () => {
+  for (const manifest of ["manifest.json", "manifest_awsiot.json"]) {
+    const closure = loadManifestClosure(join(root, manifest));
+    const app = [...closure.modules.keys()].filter((name) => name !== "main");
+    assert.deepEqual(app.filter((name) => !closure.preload.has(name)), [], manifest + ": listed but not preloaded");
+    assert.deepEqual([...closure.preload].filter((name) => !closure.modules.has(name)), [], manifest + ": preloaded but not listed");
+  }
+});
