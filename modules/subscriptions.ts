@@ -46,6 +46,11 @@ export class Subscriptions {
   private slotsInBatches = 0;
   /** The next table slot resubscription looks at. */
   private cursor = 0;
+  // Which slots matched the last dispatched topic: devices receive on a few topics, and matching a
+  // filter costs a walk over both strings. Forgotten whenever a slot's filter changes.
+  private readonly matched: Uint8Array;
+  private matchedTopic = "";
+  private matchedValid = false;
 
   constructor(readonly capacity: number, private readonly events: Events) {
     this.filter = new Array(capacity).fill(undefined);
@@ -57,6 +62,7 @@ export class Subscriptions {
     this.batchFirst = new Uint16Array(capacity);
     this.batchCount = new Uint8Array(capacity);
     this.batchSlot = new Uint16Array(capacity);
+    this.matched = new Uint8Array(capacity);
   }
 
   find(filter: string): number {
@@ -73,6 +79,7 @@ export class Subscriptions {
 
   /** A request for `filter` was accepted (queued or in flight). A handler given replaces the filter's. */
   requested(index: number, filter: string, handler: MessageHandler | undefined): void {
+    if (this.filter[index] !== filter) this.matchedValid = false;
     this.filter[index] = filter;
     this.pending[index]++;
     if (handler !== undefined) this.handler[index] = handler;
@@ -115,13 +122,23 @@ export class Subscriptions {
    * stays until its filter's UNSUBACK, so messages the broker still sends reach it.
    */
   dispatch(message: InboundMessage, matches: (filter: string, topic: string) => boolean): boolean {
-    let handled = false;
+    const topic = message.topic;
     const filters = this.filter;
+    const matched = this.matched;
+    if (!this.matchedValid || topic !== this.matchedTopic) {
+      for (let i = 0; i < filters.length; i++) {
+        const filter = filters[i];
+        matched[i] = filter !== undefined && (filter === topic || matches(filter, topic)) ? 1 : 0;
+      }
+      this.matchedTopic = topic;
+      this.matchedValid = true;
+    }
+    let handled = false;
     for (let i = 0; i < filters.length; i++) {
-      const filter = filters[i];
       const handler = this.handler[i];
-      if (filter !== undefined && handler !== undefined && matches(filter, message.topic)) {
+      if (matched[i] === 1 && handler !== undefined) {
         handled = true;
+        // A handler may change the table: what it changes applies from the next message.
         this.events.callNow(handler as (first: unknown, second: unknown, third: unknown) => void, message);
       }
     }
@@ -222,6 +239,7 @@ export class Subscriptions {
 
   private releaseIfUnused(index: number): void {
     if (this.confirmed[index] || this.pending[index] > 0) return;
+    this.matchedValid = false;
     this.filter[index] = undefined;
     this.handler[index] = undefined;
   }
