@@ -422,7 +422,7 @@ export class AWSIoTMQTTClientCore {
       if (ackCallback) ackCallback(0, 0);
       return 0;
     }
-    if (ackCallback) this.connectAcks.push(ackCallback);
+    if (ackCallback) waitingCallback(this.connectAcks, ackCallback, "connectAsync");
     client.connect();
     return 0;
   }
@@ -448,7 +448,7 @@ export class AWSIoTMQTTClientCore {
     this.pendingConnect = undefined;
     if (pending) pending.reject(new IoTLinkError(ErrorCode.ConnectFailed, "disconnect() called before the connection was established"));
     if (ackCallback) {
-      if (client && client.stateName === "closing") this.disconnectAcks.push(ackCallback);
+      if (client && client.stateName === "closing") waitingCallback(this.disconnectAcks, ackCallback, "disconnectAsync");
       else ackCallback(0, 0);
     }
     return 0;
@@ -596,4 +596,12 @@ function settleAck(status: number, resolve: (value: boolean) => void, reject: (e
 
 function droppedError(): IoTLinkError {
   return new IoTLinkError(ErrorCode.NotAccepted, "offline queue full: the request was dropped (see the drop policy)");
+}
+
+/** Callbacks of one kind that may wait at once (connectAsync or disconnectAsync calls while pending): memory stays bounded. */
+const MAX_WAITING_CALLBACKS = 8;
+
+function waitingCallback<T>(list: T[], callback: T, call: string): void {
+  if (list.length >= MAX_WAITING_CALLBACKS) throw new IoTLinkError(ErrorCode.NotAccepted, call + ": " + MAX_WAITING_CALLBACKS + " callbacks already wait for the same outcome");
+  list.push(callback);
 }

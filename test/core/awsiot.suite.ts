@@ -533,3 +533,10 @@ test("facade: disconnect() settles once the link has closed (the transport sent 
   deepEqual(idle, ["0 0"]);
   equal(await client.disconnect(), true);
 });
+
+test("facade: at most 8 connectAsync callbacks wait at once; the ninth is refused at the call (bounded memory)", () => {
+  const { client, broker } = configured();
+  broker.openBehaviour = "hang";
+  for (let i = 0; i < 8; i++) client.connectAsync(60, () => undefined);
+  throws(() => client.connectAsync(60, () => undefined), "8 callbacks already wait");
+});
