@@ -66,6 +66,15 @@ export class Session implements PacketSink, Link {
   private generation = 0;
   /** The transport refused a write and has not said it has room again. */
   private blocked = false;
+  /**
+   * Inside onTransportData: requests written now (a reply from a message handler, the next queued
+   * request after an acknowledgement) would put the transport's TLS write on top of the whole read
+   * path, deep in a small device stack. They wait, in order, until the read returns (`deferred`).
+   */
+  private reading = false;
+  private deferred = false;
+  /** A drain tick found its request deferred by a read: it goes out when the read returns. */
+  private drainDue = false;
 
   private readonly transport: Transport;
   private readonly clock: Clock;
@@ -171,10 +180,11 @@ export class Session implements PacketSink, Link {
     const outbox = this.outbox;
     if (this.state === State.Online && outbox.queue.count === 0) {
       if (qos === 0) {
-        // Otherwise (QoS 1 requests wait for the transport) it joins the queue below, which keeps the order.
-        if (outbox.unsent === 0) {
+        // Otherwise (QoS 1 requests wait for the transport, or a read is under way and the queue
+        // can keep it) it joins the queue below, which keeps the order.
+        if (outbox.unsent === 0 && !(this.reading && outbox.queue.maxEntries > 0)) {
           const end = writePublish(this.tx, 0, topic, topicBytes, body, bodyBytes, 0, retain, 0);
-          if (this.send(this.tx, 0, end)) {
+          if (this.write(this.tx, 0, end)) {
             this.stats.sent++;
             return Accepted.Sent;
           }
@@ -300,8 +310,17 @@ export class Session implements PacketSink, Link {
 
   // ---------------------------------------------------------------- the link
 
-  /** Link: writes to the transport. False if the session is not at a stage that writes, or the transport has no room now. */
+  /** Link: writes a request to the transport, or false: not now (during a read: see `reading`), not at this stage, or no room. */
   send(bytes: Uint8Array, offset: number, length: number): boolean {
+    if (this.reading) {
+      this.deferred = true;
+      return false;
+    }
+    return this.write(bytes, offset, length);
+  }
+
+  /** Writes to the transport. False if the session is not at a stage that writes, or the transport has no room now. */
+  private write(bytes: Uint8Array, offset: number, length: number): boolean {
     if (this.state < State.AwaitingConnack || this.state === State.Closing) return false;
     const taken = this.transport.write(bytes, offset, length);
     if (!taken) {
@@ -321,7 +340,7 @@ export class Session implements PacketSink, Link {
    * an unacknowledged message on the next connection).
    */
   private sendControl(length: number): boolean {
-    if (this.send(this.tx, 0, length)) return true;
+    if (this.write(this.tx, 0, length)) return true;
     this.linkLost(ErrorCode.ConnectFailed, "transport has no room for a control packet of " + length + " bytes (the broker is not reading)");
     return false;
   }
@@ -343,6 +362,7 @@ export class Session implements PacketSink, Link {
   /** Whatever belonged to the last link: a partial packet, a ping, resubscription batches, a refusal. */
   private forgetLink(): void {
     this.generation++;
+    this.drainDue = false;
     this.decoder.reset();
     this.pingOutstanding = false;
     this.blocked = false;
@@ -357,27 +377,43 @@ export class Session implements PacketSink, Link {
     this.sendControl(end);
   }
 
-  /** The transport has room again: write the in-flight entries that wait, then the queue (restored) or the next drained request. */
+  /** The transport has room again: write what waits. */
   onTransportWritable(): void {
+    if (this.state < State.Resubscribing || this.state > State.Online) return;
+    this.blocked = false;
+    this.writeWaiting();
+    this.schedule();
+  }
+
+  /** The in-flight entries marked unsent, then the queue (restored) or the next drained request. */
+  private writeWaiting(): void {
     const state = this.state;
     if (state < State.Resubscribing || state > State.Online) return;
-    this.blocked = false;
     this.stats.sent += this.outbox.flushUnsent(this);
     if (this.outbox.unsent === 0) {
       if (state === State.Online) this.pumpQueue();
-      else if (state === State.Draining && this.elapsed(this.clock.now(), this.lastDrainAt, this.drainIntervalMs)) this.drainTick();
+      else if (state === State.Draining && (this.drainDue || this.elapsed(this.clock.now(), this.lastDrainAt, this.drainIntervalMs))) {
+        this.drainDue = false;
+        this.drainTick();
+      }
     }
-    this.schedule();
   }
 
   onTransportData(bytes: Uint8Array, offset: number, length: number): void {
     const state = this.state;
     if (state < State.AwaitingConnack || state === State.Closing) return;
-    const sent = this.stats.sent;
-    if (!this.decoder.feed(bytes, offset, length)) this.protocolError(this.decoder.error);
-    // Restored, a read only moves deadlines later (received, PUBACK written, requests released),
-    // unless it let queued requests out: the armed timer stands.
-    if (state === State.Online && this.state === State.Online && this.timerArmed && this.stats.sent === sent) return;
+    this.reading = true;
+    const ok = this.decoder.feed(bytes, offset, length);
+    this.reading = false;
+    if (!ok) this.protocolError(this.decoder.error);
+    if (this.deferred) {
+      this.deferred = false;
+      this.writeWaiting();
+    } else if (state === State.Online && this.state === State.Online && this.timerArmed) {
+      // Restored, a read that wrote no request only moves deadlines later (received, PUBACK
+      // written, requests released): the armed timer stands.
+      return;
+    }
     this.rescheduleAfterIo(state);
   }
 
@@ -491,7 +527,10 @@ export class Session implements PacketSink, Link {
     if (outbox.queue.count > 0) {
       if (this.blocked || !outbox.headCanGo()) return;
       const outcome = outbox.sendQueuedHead(this);
-      if (outcome === HeadOutcome.Waiting) return;
+      if (outcome === HeadOutcome.Waiting) {
+        if (this.reading) this.drainDue = true;
+        return;
+      }
       if (outcome === HeadOutcome.Written) this.stats.sent++;
       this.lastDrainAt = this.clock.now();
     }
