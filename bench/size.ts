@@ -193,18 +193,21 @@ export async function runBytecode(sizeRows: SizeRow[]): Promise<BytecodeResult> 
 const FEATURES_MODDABLE_LACKS: readonly { what: string; functions: readonly string[] }[] = [
   {
     what: "integer exponential backoff: checks, jitter, seed, stable reset",
-    functions: ["backoff.Backoff.constructor", "backoff.Backoff.nextDelay", "backoff.Backoff.seed", "backoff.Backoff.nextRandom", "backoff.backoffCeiling", "backoff.backoffProblem", "backoff.xorshift32", "client.fnv1a"],
+    functions: ["backoff.Backoff.constructor", "backoff.Backoff.nextDelay", "backoff.Backoff.seed", "backoff.Backoff.nextRandom", "backoff.backoffCeiling", "backoff.backoffProblem", "backoff.xorshift32", "options.fnv1a"],
   },
   {
     what: "bounded offline queue with drop policies",
-    functions: ["client.MqttClient.reserveQueued", "client.MqttClient.dropOldestQueued", "client.MqttClient.forgetPendingSubscription", "client.MqttClient.restoreSubscription", "client.MqttClient.queueHolds", "client.MqttClient.pumpQueue", "client.MqttClient.sendQueuedHead"],
+    functions: ["session.Session.reserveQueued", "session.Session.reportDrop", "session.Session.afterQueued", "session.Session.pumpQueue", "outbox.Outbox.enqueue", "outbox.Outbox.queueHolds", "outbox.Outbox.headCanGo", "outbox.Outbox.sendQueuedHead", "subscriptions.Subscriptions.abandoned"],
   },
   { what: "fixed ring buffer (offline queue and in-flight window)", functions: ["ring.Ring.constructor", "ring.Ring.placement", "ring.Ring.push", "ring.Ring.shift", "ring.Ring.slot", "ring.Ring.clear"] },
-  { what: "in-flight window: waiting for the transport, late acknowledgements", functions: ["client.MqttClient.transmitInflight", "client.MqttClient.flushInflight", "client.MqttClient.serviceTimeouts", "client.MqttClient.onTransportWritable"] },
-  { what: "paced drain after reconnect", functions: ["client.MqttClient.startDrain", "client.MqttClient.drainTick"] },
+  { what: "in-flight window: waiting for the transport, late acknowledgements", functions: ["outbox.Outbox.transmit", "outbox.Outbox.flushUnsent", "outbox.Outbox.nextDeadline", "outbox.Outbox.expireNext", "session.Session.serviceTimeouts", "session.Session.onTransportWritable", "session.Session.writeWaiting"] },
+  { what: "paced drain after reconnect", functions: ["session.Session.startDrain", "session.Session.drainTick", "session.Session.restored"] },
+  { what: "events delivered after the state they report, to up to 4 listeners each", functions: ["events.Events.add", "events.Events.remove", "events.Events.has", "events.Events.post", "events.Events.postError", "events.Events.ack", "events.Events.deliver", "events.Events.emitNow", "events.Events.emit", "events.Events.isListener", "events.Events.idOf"] },
+  { what: "graceful disconnect (flush, DISCONNECT, close, deadline)", functions: ["session.Session.disconnect", "session.Session.finishClose"] },
+  { what: "oversized inbound messages skipped and acknowledged", functions: ["packet.PacketDecoder.completeSkipped", "packet.PacketDecoder.skippedTopic", "session.Session.onOversizedPublish"] },
   {
     what: "argument checks at the call",
-    functions: ["types.wholeNumberProblem", "types.wholeNumber", "types.shown", "types.unknownNameProblem", "types.hostProblem", "topic.mqttStringProblem", "client.willProblem", "client.connectBinaryProblem", "client.payloadProblem", "client.checkOptionalFunction", "client.checkQos", "client.checkFilter", "client.MqttClient.checkedPacketSize", "topic.topicNameProblem", "topic.topicFilterProblem", "topic.checkUtf8"],
+    functions: ["types.wholeNumberProblem", "types.wholeNumber", "types.shown", "types.unknownNameProblem", "types.hostProblem", "topic.mqttStringProblem", "options.willProblem", "options.connectBinaryProblem", "options.payloadProblem", "options.checkOptionalFunction", "options.checkQos", "client.checkFilter", "client.MqttClient.checkedPacketSize", "topic.topicNameProblem", "topic.topicFilterProblem", "topic.checkUtf8"],
   },
   { what: "inbound header and length checks", functions: ["packet.PacketDecoder.headerProblem", "packet.PacketDecoder.lengthProblem"] },
   {
@@ -216,8 +219,8 @@ const FEATURES_MODDABLE_LACKS: readonly { what: string; functions: readonly stri
 
 /** Rows outside the sum: shown for scale. */
 const OTHER_PARTS: readonly { what: string; functions: readonly string[] }[] = [
-  { what: "MqttClient constructor: the checks of its 19 options, and its state", functions: ["client.MqttClient.constructor"] },
-  { what: "resubscription in batches of 8 (mqtt/js resubscribes too, every filter in one SUBSCRIBE)", functions: ["client.MqttClient.resubscribeAll", "client.MqttClient.onResubscribeAck", "client.MqttClient.settleSubscription"] },
+  { what: "the checks of the client's 19 options (resolveOptions), and the session's state", functions: ["options.resolveOptions", "session.Session.constructor"] },
+  { what: "resubscription in batches of 8 (mqtt/js resubscribes too, every filter in one SUBSCRIBE)", functions: ["subscriptions.Subscriptions.beginResubscribe", "subscriptions.Subscriptions.cancelResubscribe", "subscriptions.Subscriptions.hasBatchToWrite", "subscriptions.Subscriptions.writeBatch", "subscriptions.Subscriptions.usesPacketId", "subscriptions.Subscriptions.resubscribeAcked", "subscriptions.Subscriptions.settle"] },
 ];
 
 /** Every function section 5c names. */
