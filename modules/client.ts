@@ -12,7 +12,7 @@ import type { AckCallback } from "./ring";
 import { type ClientStats, Session } from "./session";
 import type { InboundMessage, MessageHandler } from "./subscriptions";
 import { topicFilterProblem, topicNameProblem, utf8Length } from "./topic";
-import { type Accepted, ErrorCode, invalid, IoTLinkError, shown, type State, STATE_NAMES, type TransportSink } from "./types";
+import { type Accepted, ErrorCode, invalid, IoTLinkError, shown, type State, STATE_NAMES, type TimerUser, type TransportSink } from "./types";
 
 export { checkOptionalFunction, checkQos, connectBinaryProblem, DEFAULT_MAX_PACKET_BYTES, SMALLEST_REQUEST_BYTES, willProblem } from "./options";
 export type { ClientOptions, WillSettings } from "./options";
@@ -96,6 +96,28 @@ export class MqttClient implements TransportSink {
   /** Subscriptions the broker has confirmed (and not yet confirmed removed). */
   subscriptionCount(): number {
     return this.session.subscriptions.confirmedCount();
+  }
+
+  /** The client clock's time in ms (what a TimerUser's deadlines count in). */
+  now(): number {
+    return this.session.now();
+  }
+
+  /**
+   * Lets a layer above the client (Shadow, Jobs) put its deadlines on the client's one timer (at
+   * most 4 users). Call reschedule() whenever its next deadline moves earlier.
+   */
+  addTimerUser(user: TimerUser): void {
+    this.session.addTimerUser(user);
+  }
+
+  removeTimerUser(user: TimerUser): void {
+    this.session.removeTimerUser(user);
+  }
+
+  /** Re-arms the timer after a TimerUser's deadlines changed. */
+  reschedule(): void {
+    this.session.schedule();
   }
 
   /** Adds a listener for an event (up to 4 per event; adding one twice adds it once). */

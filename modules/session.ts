@@ -30,7 +30,7 @@ import type { Settings } from "./options";
 import type { AckCallback } from "./ring";
 import { type InboundMessage, type MessageHandler, SUBACK_FAILURE, Subscriptions } from "./subscriptions";
 import { topicMatches } from "./topic";
-import { Accepted, AckStatus, type Clock, connackName, ErrorCode, invalid, IoTLinkError, REQUEST_KIND_NAMES, RequestKind, shown, State, STATE_NAMES, type Transport, type TransportSink } from "./types";
+import { Accepted, AckStatus, type Clock, type TimerUser, connackName, ErrorCode, invalid, IoTLinkError, REQUEST_KIND_NAMES, RequestKind, shown, State, STATE_NAMES, type Transport, type TransportSink } from "./types";
 
 /** Counters since construction. */
 export interface ClientStats {
@@ -75,6 +75,9 @@ export class Session implements PacketSink, Link {
   private deferred = false;
   /** A drain tick found its request deferred by a read: it goes out when the read returns. */
   private drainDue = false;
+  /** Layers above the client sharing its timer (addTimerUser). */
+  private readonly timerUsers: (TimerUser | undefined)[] = [undefined, undefined, undefined, undefined];
+  private timerUserCount = 0;
 
   private readonly transport: Transport;
   private readonly clock: Clock;
@@ -317,6 +320,10 @@ export class Session implements PacketSink, Link {
       return false;
     }
     return this.write(bytes, offset, length);
+  }
+
+  now(): number {
+    return this.clock.now();
   }
 
   /** Writes to the transport. False if the session is not at a stage that writes, or the transport has no room now. */
@@ -681,6 +688,10 @@ export class Session implements PacketSink, Link {
       if (state === State.Draining && !this.blocked && this.outbox.headCanGo()) due = earliest(due, this.remaining(now, this.lastDrainAt, this.drainIntervalMs));
     }
     if (state !== State.Idle && this.outbox.inflight.count > 0) due = earliest(due, this.outbox.nextDeadline(now, this.operationTimeoutMs));
+    for (let i = 0; this.timerUserCount > 0 && i < this.timerUsers.length; i++) {
+      const user = this.timerUsers[i];
+      if (user !== undefined) due = earliest(due, user.nextDeadline(now));
+    }
     return due;
   }
 
@@ -732,7 +743,39 @@ export class Session implements PacketSink, Link {
       this.serviceSession(now);
     }
     this.serviceTimeouts(now);
+    for (let i = 0; this.timerUserCount > 0 && i < this.timerUsers.length; i++) {
+      const user = this.timerUsers[i];
+      if (user === undefined) continue;
+      const due = user.nextDeadline(now);
+      if (due !== 0) continue;
+      try {
+        user.onDeadline(now);
+      } catch (thrown) {
+        // Its deadline would stay due: removed, or the timer would spin on it.
+        this.removeTimerUser(user);
+        this.events.postError(ErrorCode.Callback, "a timer user threw and was removed: " + (thrown instanceof Error ? thrown.message : String(thrown)));
+      }
+    }
     this.schedule();
+  }
+
+  /** Shares the timer with `user` (at most 4). */
+  addTimerUser(user: TimerUser): void {
+    if (!user || typeof user.nextDeadline !== "function" || typeof user.onDeadline !== "function") throw invalid("a timer user must implement nextDeadline(now) and onDeadline(now)");
+    const users = this.timerUsers;
+    if (users.indexOf(user) >= 0) return;
+    const free = users.indexOf(undefined);
+    if (free < 0) throw new IoTLinkError(ErrorCode.NotAccepted, "the client's timer serves " + users.length + " users already");
+    users[free] = user;
+    this.timerUserCount++;
+    this.schedule();
+  }
+
+  removeTimerUser(user: TimerUser): void {
+    const index = this.timerUsers.indexOf(user);
+    if (index < 0) return;
+    this.timerUsers[index] = undefined;
+    this.timerUserCount--;
   }
 
   private serviceSession(now: number): void {

@@ -55,6 +55,17 @@ export interface Clock {
   clearTimer(): void;
 }
 
+/**
+ * A layer above the client (Shadow, Jobs) whose deadlines share the client's one timer. Times are the
+ * client clock's milliseconds; the client calls `onDeadline` when its timer fires at or after the
+ * deadline `nextDeadline` gave, after its own work for that wake-up is done.
+ */
+export interface TimerUser {
+  /** Milliseconds from `now` to the user's next deadline (0: due), or -1 when it has none. */
+  nextDeadline(now: number): number;
+  onDeadline(now: number): void;
+}
+
 /** Session states, in the order a healthy connection passes through them. */
 export const enum State {
   /** Never connected, or disconnect() was called. */

@@ -242,3 +242,32 @@ test("seams: the packet module carries no reader only tests used (getPacketId)",
   ok(exported.indexOf("setPacketId") >= 0, "the module's exports are listed");
   equal(exported.indexOf("getPacketId"), -1);
 });
+
+test("seams: a layer above the client shares its one timer (TimerUser): called at its deadline, a throwing one removed and reported, at most 4", () => {
+  const s = connected({ keepAliveSeconds: 0 });
+  const fired: number[] = [];
+  let due = -1;
+  const user = {
+    nextDeadline: (now: number) => (due < 0 ? -1 : Math.max(0, due - now)),
+    onDeadline: (now: number) => {
+      fired.push(now);
+      due = -1;
+    },
+  };
+  s.client.addTimerUser(user);
+  due = s.client.now() + 1500;
+  s.client.reschedule();
+  s.clock.advance(1000);
+  deepEqual(fired, []);
+  s.clock.advance(1000);
+  deepEqual(fired, [1500]);
+  const thrower = { nextDeadline: () => 0, onDeadline: () => { throw new Error("boom"); } };
+  s.client.addTimerUser(thrower);
+  s.clock.advance(10);
+  ok(s.errors.some((e) => e.code === ErrorCode.Callback && e.message.indexOf("removed: boom") >= 0), "the throw is an error event, and the user removed");
+  s.client.addTimerUser({ nextDeadline: () => -1, onDeadline: () => undefined });
+  s.client.addTimerUser({ nextDeadline: () => -1, onDeadline: () => undefined });
+  s.client.addTimerUser({ nextDeadline: () => -1, onDeadline: () => undefined });
+  throws(() => s.client.addTimerUser({ nextDeadline: () => -1, onDeadline: () => undefined }), "serves 4 users already");
+  equal(s.client.stateName, "online");
+});
