@@ -286,6 +286,8 @@ export class Session implements PacketSink, Link {
       // The oldest was dropped: a SUBSCRIBE or UNSUBSCRIBE among them never reached the broker.
       if (outbox.droppedKind !== RequestKind.Publish) this.subscriptions.abandoned(outbox.droppedTopic);
       this.reportDrop(outbox.droppedKind, outbox.droppedTopic, outbox.droppedCallback);
+      outbox.droppedTopic = "";
+      outbox.droppedCallback = undefined;
     }
   }
 
