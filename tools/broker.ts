@@ -4,17 +4,18 @@
 // identity (use_identity_as_username). It serves the full chain, as Moddable's TLS requires, and
 // offers ALPN x-amzn-mqtt-ca and mqtt like AWS IoT on port 443.
 //
-// As a script: node --import tsx tools/broker.ts [--port 8883] [--host 127.0.0.1] [--certs certs]
+// As a script: npm run broker -- [--port 8883] [--host 127.0.0.1] [--certs certs]: prints its URL on
+// stdout once listening, its log on stderr; a start-up problem is one line and exit code 2 or 1.
 import { Aedes, type AedesOptions, type AedesPublishPacket, type Client } from "aedes";
 import { EventEmitter, once } from "node:events";
 import { X509Certificate } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { createServer as createTcpServer, type AddressInfo, type Socket } from "node:net";
 import { join, resolve } from "node:path";
 import { createServer as createTlsServer, type TLSSocket, type TlsOptions } from "node:tls";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
 import { DEV_PKI_FILES } from "./certs.ts";
+import { CommandError, helpIfAsked, listenProblem, portNumber, readCommandLine, runCommand, UsageError } from "./cli.ts";
 import { InspectedStream } from "../hosts/desktop/inspected-stream.ts";
 import { isWithinValidity } from "../hosts/desktop/tls-inputs.ts";
 import {
@@ -139,11 +140,25 @@ function checkClientChain(chain: readonly Buffer[], authorities: readonly X509Ce
   throw new ClientCertificateRefused(ALERT_UNKNOWN_CA, "client certificate is not signed by the broker's CA");
 }
 
+/** A certificate file the broker needs, or a one-line error naming it and how to make it. */
+export class BrokerCertificateError extends Error {}
+
 function readPem(directory: string, name: string): Buffer {
   try {
     return readFileSync(join(directory, name));
   } catch {
-    throw new Error(`${join(directory, name)} is missing: run npm run certs first`);
+    const folder = existsSync(directory) ? `${join(directory, name)} is missing` : `the certificates folder ${directory} does not exist`;
+    throw new BrokerCertificateError(`${folder}: make the development PKI with npm run certs -- --dir ${directory}`);
+  }
+}
+
+/** A listen() that failed (busy port, address not on this machine): `code` is Node's (EADDRINUSE, ...). */
+export class BrokerListenError extends Error {
+  constructor(
+    readonly code: string | undefined,
+    message: string,
+  ) {
+    super(message);
   }
 }
 
@@ -159,6 +174,10 @@ export async function startBroker(options: BrokerOptions = {}): Promise<RunningB
   const events = new EventEmitter();
   const identities = new WeakMap<object, string | undefined>();
 
+  // The certificates first: a missing file must not leave a broker behind that keeps the process alive.
+  const clientCaPem = options.clientCaPem ?? readPem(directory, DEV_PKI_FILES.caCertificatePem);
+  const serverKeyPem = options.keyPem ?? readPem(directory, DEV_PKI_FILES.brokerKeyPem);
+  const serverChainPem = options.certificateChainPem ?? readPem(directory, DEV_PKI_FILES.brokerChainPem);
   const aedes = await Aedes.createBroker(options.aedes);
   aedes.on("clientReady", (client: Client) => {
     statistics.clientsConnected++;
@@ -196,11 +215,10 @@ export async function startBroker(options: BrokerOptions = {}): Promise<RunningB
   });
 
   const tcpSockets = new Set<Socket>();
-  const clientCaPem = options.clientCaPem ?? readPem(directory, DEV_PKI_FILES.caCertificatePem);
   const authorities = certificatesInPem(clientCaPem);
   const tlsServer = createTlsServer({
-    key: options.keyPem ?? readPem(directory, DEV_PKI_FILES.brokerKeyPem),
-    cert: options.certificateChainPem ?? readPem(directory, DEV_PKI_FILES.brokerChainPem),
+    key: serverKeyPem,
+    cert: serverChainPem,
     ca: clientCaPem,
     requestCert: true,
     rejectUnauthorized: true,
@@ -254,10 +272,15 @@ export async function startBroker(options: BrokerOptions = {}): Promise<RunningB
     stream.on("error", () => undefined); // reported through node:tls
     tlsServer.emit("connection", stream);
   });
-  server.listen(options.port ?? 0, host);
-  await once(server, "listening");
+  try {
+    server.listen(options.port ?? 0, host);
+    await once(server, "listening");
+  } catch (error) {
+    await new Promise<void>((done) => aedes.close(() => done()));
+    const code = (error as { code?: string }).code;
+    throw new BrokerListenError(code, listenProblem(error, host, options.port ?? 0));
+  }
   const port = (server.address() as AddressInfo).port;
-  log(`listening on mqtts://${host}:${port}`);
 
   let stopping: Promise<void> | undefined;
   return {
@@ -290,21 +313,47 @@ export async function startBroker(options: BrokerOptions = {}): Promise<RunningB
   };
 }
 
+export const BROKER_USAGE = `usage: npm run broker -- [--host 127.0.0.1] [--port 8883] [--certs certs] [--quiet]
+
+The embedded mutual-TLS MQTT broker alone (aedes behind node:tls), for the Moddable simulator or a
+device on the LAN. Clients must present a certificate signed by the development CA in --certs.
+Prints its URL on stdout once listening, one line per connection, subscription and publish on
+stderr (none with --quiet). Stop it with Ctrl-C.
+
+  --host h     the address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)
+  --port p     the port (default 8883; 0 picks a free one)
+  --certs d    the development PKI (default certs; make it with npm run certs)
+  --quiet      no log lines
+  --help       this text
+
+Exit codes: 0 after Ctrl-C, 2 for a bad option, 1 when it cannot start (busy port, missing
+certificates, an address not on this machine).`;
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      host: { type: "string", default: "127.0.0.1" },
-      port: { type: "string", default: "8883" },
-      certs: { type: "string", default: "certs" },
-    },
+  const values = readCommandLine({
+    host: { type: "string" },
+    port: { type: "string" },
+    certs: { type: "string" },
+    quiet: { type: "boolean" },
   });
-  const broker = await startBroker({
-    host: values.host,
-    port: Number(values.port),
-    certificateDirectory: values.certs,
-    keepMessages: false,
-    log: (line) => process.stderr.write(`broker: ${line}\n`),
-  });
+  helpIfAsked(values, BROKER_USAGE);
+  const port = portNumber(values.port ?? "8883", "--port", true);
+  const host = values.host ?? "127.0.0.1";
+  if (host === "") throw new UsageError("--host needs an address");
+  const certificateDirectory = resolve(values.certs ?? "certs");
+  let broker: RunningBroker;
+  try {
+    broker = await startBroker({
+      host,
+      port,
+      certificateDirectory,
+      keepMessages: false,
+      log: values.quiet ? undefined : (line) => process.stderr.write(`broker: ${line}\n`),
+    });
+  } catch (error) {
+    if (error instanceof BrokerListenError || error instanceof BrokerCertificateError) throw new CommandError(error.message);
+    throw error;
+  }
   process.stdout.write(`${broker.url}\n`);
   const stop = (): void => {
     void broker.stop().then(() => process.exit(0));
@@ -314,8 +363,5 @@ async function main(): Promise<void> {
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  main().catch((error: unknown) => {
-    process.stderr.write(`broker: ${(error as Error).message}\n`);
-    process.exitCode = 1;
-  });
+  void runCommand("broker", main);
 }
