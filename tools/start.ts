@@ -4,85 +4,306 @@
 // with the certificate set in --certs (see `npm run import-aws`).
 //
 //   npm start
-//   npm start -- --endpoint abc123-ats.iot.eu-west-1.amazonaws.com --port 8883 --certs certs/aws --client-id my-thing
+//   npm start -- --endpoint abc123-ats.iot.eu-west-1.amazonaws.com --port 8883 --certs certs-aws --client-id my-thing
 //   npm start -- --run-for 20            (stop after 20 s; also IOTLINK_RUN_FOR)
 // Any manifest config value can be overridden as IOTLINK_CONFIG_<name>=value (mcconfig's name=value).
+//
+// A problem is one line on stderr (tools/cli.ts): exit code 2 for a flag or setting the user got
+// wrong, 1 for a failure (busy port, a run that never came online). Otherwise the app's exit code.
 import { spawn } from "node:child_process";
-import { resolve } from "node:path";
-import { parseArgs } from "node:util";
-import { startBroker, type RunningBroker } from "./broker.ts";
-import { ensureDevPki } from "./certs.ts";
+import { X509Certificate } from "node:crypto";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { parseLogLine } from "../modules/logline.ts";
+import { BrokerCertificateError, BrokerListenError, startBroker, type RunningBroker } from "./broker.ts";
+import { DEV_PKI_FILES, ensureDevPki } from "./certs.ts";
+import { CommandError, EXIT_FAILURE, exitWithProblem, helpIfAsked, portNumber, readCommandLine, UsageError } from "./cli.ts";
 import { buildDesktopApp } from "./desktop-build.ts";
 import { loadManifestClosure } from "./manifest.ts";
 
-const { values } = parseArgs({
-  options: {
-    endpoint: { type: "string", default: process.env.IOTLINK_ENDPOINT },
-    port: { type: "string", default: process.env.IOTLINK_PORT },
-    certs: { type: "string", default: process.env.IOTLINK_CERTS ?? "certs" },
-    "client-id": { type: "string", default: process.env.IOTLINK_CLIENT_ID },
-    "run-for": { type: "string", default: process.env.IOTLINK_RUN_FOR },
-    quiet: { type: "boolean", default: false },
-  },
-});
+export const START_USAGE = `usage: npm start -- [--run-for SECONDS] [--quiet] [--port P] [--certs DIR] [--client-id ID]
+       npm start -- --endpoint HOST [--port 8883] [--certs DIR] [--client-id ID] [--run-for SECONDS]
 
-const certificates = resolve(values.certs as string);
-const environment: NodeJS.ProcessEnv = { ...process.env, IOTLINK_RESOURCES: certificates };
-let broker: RunningBroker | undefined;
+Runs the device app (main.ts) on the desktop and prints its log as the serial console would. With no
+--endpoint it makes the development PKI in --certs (first run), starts an embedded mutual-TLS broker
+on loopback, and after 3 and 6 seconds sends the app the commands ping and status (the replies are
+shown). Stop it with Ctrl-C.
+
+  --run-for S      stop after S seconds (the app disconnects and prints done)     IOTLINK_RUN_FOR
+  --quiet          no broker log lines
+  --port P         the embedded broker's port (default: a free one), or the port  IOTLINK_PORT
+                   of --endpoint (default 8883)
+  --certs DIR      the certificates (default certs)                               IOTLINK_CERTS
+  --client-id ID   the MQTT client id (default: the manifest's, iotlink-device)   IOTLINK_CLIENT_ID
+  --endpoint HOST  a broker of your own instead of the embedded one               IOTLINK_ENDPOINT
+  --help           this text
+
+Every setting of the app (the config of manifest.json, see docs/device-app.md) can be given as
+IOTLINK_CONFIG_<name>=value, as mcconfig's name=value: IOTLINK_CONFIG_telemetryIntervalMs=1000 npm start
+
+Exit codes: the app's (0 after --run-for or Ctrl-C); 2 for a bad flag or setting; 1 when the broker
+cannot start, or a --run-for run never came online.`;
+
+const DEMO_COMMANDS = [
+  [3000, "ping"],
+  [6000, "status"],
+] as const;
+
+/** How long a --run-for stop is given to finish (the app disconnects gracefully) before it is ended. */
+const STOP_GRACE_MS = 10_000;
 
 function say(line: string): void {
   process.stdout.write("[desktop] " + line + "\n");
 }
 
-if (values.endpoint) {
-  environment.IOTLINK_CONFIG_endpoint = values.endpoint;
-  environment.IOTLINK_CONFIG_port = values.port ?? "8883";
-  say(`connecting to ${values.endpoint}:${environment.IOTLINK_CONFIG_port} with the certificates in ${certificates}`);
-} else {
-  const pki = ensureDevPki({ directory: certificates });
-  if (pki.created) say("created the development PKI in " + pki.directory);
-  broker = await startBroker({
-    port: values.port ? Number(values.port) : 0,
-    certificateDirectory: certificates,
-    log: values.quiet ? undefined : (line) => say("broker: " + line),
-  });
-  environment.IOTLINK_CONFIG_endpoint = "localhost";
-  environment.IOTLINK_CONFIG_port = String(broker.port);
-  say(`embedded broker (mutual TLS) listening on localhost:${broker.port}`);
+interface Given {
+  /** As the user wrote it: "--port" or "IOTLINK_PORT". */
+  readonly name: string;
+  readonly value: string;
 }
-if (values["client-id"]) environment.IOTLINK_CONFIG_clientId = values["client-id"];
-if (values["run-for"]) environment.IOTLINK_CONFIG_runForMs = String(Math.round(Number(values["run-for"]) * 1000));
 
-const bundle = await buildDesktopApp();
-const app = spawn(process.execPath, ["--enable-source-maps", bundle], { env: environment, stdio: ["ignore", "inherit", "inherit"] });
+/** A flag, else its environment variable, else nothing; remembers which one the user gave. */
+function given(flagValue: string | undefined, flag: string, variable: string): Given | undefined {
+  if (flagValue !== undefined) return { name: flag, value: flagValue };
+  const fromEnvironment = process.env[variable];
+  return fromEnvironment !== undefined && fromEnvironment !== "" ? { name: variable, value: fromEnvironment } : undefined;
+}
 
-// Against the embedded broker, show the command path too: ask the device for a ping and its status.
-const demo: NodeJS.Timeout[] = [];
-if (broker) {
-  // The app's own topics: an empty override means the manifest's value, as in main.ts.
-  const { config } = loadManifestClosure(resolve(import.meta.dirname, "..", "manifest.json"));
-  const clientId = environment.IOTLINK_CONFIG_clientId || String(config.clientId);
-  const commands = (environment.IOTLINK_CONFIG_topicPrefix || String(config.topicPrefix)) + "/" + clientId + "/cmd";
-  for (const [delay, command] of [[3000, "ping"], [6000, "status"]] as const) {
-    demo.push(setTimeout(() => {
-      say(`broker publishes "${command}" to ${commands}`);
-      void broker?.publish(commands, command, 1);
-    }, delay));
+/** The app's settings: the manifest's config keys that take a value (objects such as tls come from the manifest only). */
+function appSettings(config: Record<string, unknown>): string[] {
+  return Object.keys(config).filter((key) => config[key] === null || typeof config[key] !== "object");
+}
+
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    row = next;
+  }
+  return row[b.length]!;
+}
+
+/** Refuses IOTLINK_CONFIG_<name> for a name that is not a setting, by name, with the nearest one. */
+function checkSettingNames(settings: readonly string[]): void {
+  for (const variable of Object.keys(process.env)) {
+    if (!variable.startsWith("IOTLINK_CONFIG_")) continue;
+    const name = variable.slice("IOTLINK_CONFIG_".length);
+    if (settings.includes(name)) continue;
+    const nearest = settings.find((setting) => setting.toLowerCase() === name.toLowerCase()) ?? settings.find((setting) => editDistance(setting.toLowerCase(), name.toLowerCase()) <= 2);
+    const hint = nearest ? `did you mean IOTLINK_CONFIG_${nearest}?` : "the settings are the config keys of manifest.json, listed in docs/device-app.md";
+    throw new UsageError(`${variable} is not a setting of the app (${hint})`);
   }
 }
 
-let stopping = false;
-async function stop(code: number): Promise<never> {
-  if (!stopping) {
-    stopping = true;
-    for (const timer of demo) clearTimeout(timer);
-    await broker?.stop();
+/** A bare host name or address, as the transport takes it (no scheme, port or path). */
+function checkEndpoint(endpoint: Given): string {
+  const host = endpoint.value;
+  if (/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(host) || /^[0-9A-Fa-f:.]+$/.test(host) && host.includes(":")) return host;
+  throw new UsageError(`${endpoint.name} takes a host name or address (no scheme, port or path), got ${JSON.stringify(host)}; the port goes in --port`);
+}
+
+/** Seconds above 0, as milliseconds (what runForMs takes). */
+function runForMs(runFor: Given): number {
+  const seconds = /^\d+(\.\d+)?$/.test(runFor.value) ? Number(runFor.value) : Number.NaN;
+  const ms = Math.round(seconds * 1000);
+  if (!(ms >= 1 && ms <= 0x7fffffff)) throw new UsageError(`${runFor.name} must be a number of seconds above 0, got ${JSON.stringify(runFor.value)}`);
+  return ms;
+}
+
+function isFlagOn(value: string | undefined): boolean | undefined {
+  if (value === undefined || value === "") return undefined;
+  if (value === "true" || value === "1") return true;
+  if (value === "false" || value === "0") return false;
+  return undefined; // the app names a bad value itself
+}
+
+/** Against a broker of the user's own: the folder and the resources the app will read must be there. */
+function checkDeviceResources(certs: Given, directory: string): void {
+  if (!existsSync(directory) || !statSync(directory).isDirectory()) {
+    throw new UsageError(`${certs.name} ${certs.value}: no such folder (npm run import-aws makes one from AWS IoT downloads, npm run certs the development PKI)`);
   }
-  process.exit(code);
+  const setting = (name: string): string | undefined => process.env["IOTLINK_CONFIG_" + name] || undefined;
+  const plaintext = isFlagOn(setting("plaintext")) === true;
+  const mutual = !plaintext && isFlagOn(setting("mutualTls")) !== false;
+  const needed = [
+    ...(plaintext ? [] : [setting("caResource") ?? DEV_PKI_FILES.caCertificateDer]),
+    ...(mutual ? [setting("certificateResource") ?? DEV_PKI_FILES.deviceCertificateDer, setting("keyResource") ?? DEV_PKI_FILES.deviceKeyDer] : []),
+  ];
+  const missing = needed.filter((name) => !existsSync(join(directory, name)));
+  if (missing.length > 0) {
+    throw new UsageError(`${certs.name} ${certs.value} has no ${missing.join(", ")} (the device's resources: npm run import-aws -- ... --out ${certs.value} makes them)`);
+  }
 }
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.on(signal, () => {
-    app.kill("SIGTERM");
+
+function sameCertificate(derPath: string, pemPath: string): boolean {
+  try {
+    return new X509Certificate(readFileSync(derPath)).raw.equals(new X509Certificate(readFileSync(pemPath)).raw);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * For the embedded broker, the folder must hold the development PKI, or nothing yet. Device
+ * credentials from elsewhere (AWS IoT's, imported there) are never overwritten, and a folder that
+ * mixes them with the development PKI (the broker's CA is not the device's) is refused with the way back.
+ */
+function checkDevelopmentFolder(certs: Given, directory: string): void {
+  const at = (name: string): string => join(directory, name);
+  const deviceFiles = [DEV_PKI_FILES.caCertificateDer, DEV_PKI_FILES.deviceCertificateDer, DEV_PKI_FILES.deviceKeyDer].filter((name) => existsSync(at(name)));
+  if (deviceFiles.length === 0) return;
+  if (!existsSync(at(DEV_PKI_FILES.caKeyPem)) || !existsSync(at(DEV_PKI_FILES.caCertificatePem))) {
+    throw new UsageError(
+      `${certs.name} ${certs.value} holds device credentials (${deviceFiles.join(", ")}) but not the development PKI: ` +
+        `use them against their broker with --endpoint HOST, or give the embedded broker another folder (the default is certs)`,
+    );
+  }
+  const foreign = [
+    [DEV_PKI_FILES.caCertificateDer, DEV_PKI_FILES.caCertificatePem],
+    [DEV_PKI_FILES.deviceCertificateDer, DEV_PKI_FILES.deviceCertificatePem],
+  ].filter(([der, pem]) => existsSync(at(der!)) && existsSync(at(pem!)) && !sameCertificate(at(der!), at(pem!)));
+  if (foreign.length > 0) {
+    throw new CommandError(
+      `${certs.value}/${foreign.map(([der]) => der).join(" and ")} are not the development PKI's (imported from AWS IoT?), so the embedded broker would refuse the app: ` +
+        `move ca.der, device-cert.der and device-key.der to another folder (e.g. certs-aws, for --endpoint HOST --certs certs-aws), then npm run certs -- --force --dir ${certs.value}`,
+    );
+  }
+}
+
+async function main(): Promise<void> {
+  const values = readCommandLine({
+    endpoint: { type: "string" },
+    port: { type: "string" },
+    certs: { type: "string" },
+    "client-id": { type: "string" },
+    "run-for": { type: "string" },
+    quiet: { type: "boolean" },
   });
+  helpIfAsked(values, START_USAGE);
+
+  const manifest = loadManifestClosure(resolve(import.meta.dirname, "..", "manifest.json"));
+  checkSettingNames(appSettings(manifest.config));
+
+  const endpoint = given(values.endpoint, "--endpoint", "IOTLINK_ENDPOINT");
+  const port = given(values.port, "--port", "IOTLINK_PORT");
+  const certs = given(values.certs, "--certs", "IOTLINK_CERTS") ?? { name: "--certs", value: "certs" };
+  const clientId = given(values["client-id"], "--client-id", "IOTLINK_CLIENT_ID");
+  const runFor = given(values["run-for"], "--run-for", "IOTLINK_RUN_FOR");
+  if (values.endpoint === "") throw new UsageError("--endpoint needs a host name");
+  if (values["client-id"] === "") throw new UsageError("--client-id needs a client id");
+  const host = endpoint ? checkEndpoint(endpoint) : undefined;
+  const portNumberGiven = port ? portNumber(port.value, port.name, !endpoint) : undefined;
+  const stopAfterMs = runFor ? runForMs(runFor) : undefined;
+  const certificates = resolve(certs.value);
+
+  // What npm start sets over the user's IOTLINK_CONFIG_*, each said once.
+  const settings: Record<string, string> = {};
+  const set = (name: string, value: string, why: string): void => {
+    const before = process.env["IOTLINK_CONFIG_" + name];
+    if (before !== undefined && before !== value) say(`IOTLINK_CONFIG_${name}=${before} is replaced by ${value} (${why})`);
+    settings["IOTLINK_CONFIG_" + name] = value;
+  };
+
+  let broker: RunningBroker | undefined;
+  if (host) {
+    checkDeviceResources(certs, certificates);
+    set("endpoint", host, `${endpoint!.name} ${host}`);
+    const userPort = process.env.IOTLINK_CONFIG_port;
+    if (portNumberGiven !== undefined) set("port", String(portNumberGiven), `${port!.name} ${portNumberGiven}`);
+    else if (userPort === undefined || userPort === "") set("port", "8883", "the default port of --endpoint");
+    say(`connecting to ${host}:${settings.IOTLINK_CONFIG_port ?? userPort} with the certificates in ${certificates}`);
+  } else {
+    checkDevelopmentFolder(certs, certificates);
+    const pki = ensureDevPki({ directory: certificates });
+    if (pki.created) say("created the development PKI in " + pki.directory);
+    try {
+      broker = await startBroker({
+        port: portNumberGiven ?? 0,
+        certificateDirectory: certificates,
+        keepMessages: false,
+        log: values.quiet ? undefined : (line) => say("broker: " + line),
+      });
+    } catch (error) {
+      if (error instanceof BrokerListenError || error instanceof BrokerCertificateError) throw new CommandError(error.message);
+      throw error;
+    }
+    set("endpoint", "localhost", "npm start runs the app against its embedded broker; give --endpoint HOST for another");
+    set("port", String(broker.port), "the embedded broker's port");
+    say(`embedded broker (mutual TLS) listening on localhost:${broker.port}`);
+  }
+  if (clientId) set("clientId", clientId.value, `${clientId.name} ${clientId.value}`);
+  if (stopAfterMs !== undefined) set("runForMs", String(stopAfterMs), `${runFor!.name} ${runFor!.value}`);
+
+  const environment: NodeJS.ProcessEnv = { ...process.env, IOTLINK_RESOURCES: certificates, ...settings };
+  const bundle = await buildDesktopApp();
+  const app = spawn(process.execPath, ["--enable-source-maps", bundle], { env: environment, stdio: ["ignore", "pipe", "inherit"] });
+
+  // The app's console passes through unchanged; its log lines say whether it ever came online.
+  let cameOnline = false;
+  let lastError: string | undefined;
+  let done = false;
+  const appConsole = createInterface({ input: app.stdout, crlfDelay: Infinity });
+  appConsole.on("line", (line) => {
+    process.stdout.write(line + "\n");
+    const parsed = parseLogLine(line);
+    if (!parsed) return;
+    if (parsed.event === "online") cameOnline = true;
+    else if (parsed.event === "error") lastError = `${parsed.fields.code}: ${parsed.fields.message}`;
+    else if (parsed.event === "done") done = true;
+  });
+  const consoleClosed = new Promise<void>((closed) => appConsole.once("close", () => closed()));
+
+  // Against the embedded broker, show the command path too: ask the device for a ping and its
+  // status, and show what it answers on its reply topic.
+  const demo: NodeJS.Timeout[] = [];
+  if (broker) {
+    // The app's own topics: an empty override means the manifest's value, as in main.ts.
+    const setting = (name: string): string => environment["IOTLINK_CONFIG_" + name] || String(manifest.config[name]);
+    const prefix = setting("topicPrefix") + "/" + setting("clientId");
+    const commands = prefix + "/cmd";
+    const replies = prefix + "/reply";
+    broker.events.on("publish", (message: { topic: string; payload: Buffer }) => {
+      if (message.topic === replies) say(`device replied on ${replies}: ${message.payload.toString()}`);
+    });
+    for (const [delay, command] of DEMO_COMMANDS) {
+      demo.push(
+        setTimeout(() => {
+          say(`broker publishes "${command}" to ${commands}`);
+          void broker?.publish(commands, command, 1);
+        }, delay),
+      );
+    }
+  }
+
+  let stopping = false;
+  const stop = async (code: number): Promise<never> => {
+    if (!stopping) {
+      stopping = true;
+      for (const timer of demo) clearTimeout(timer);
+      await consoleClosed;
+      await broker?.stop();
+    }
+    if (done && !cameOnline) {
+      const ran = Number(environment.IOTLINK_CONFIG_runForMs) / 1000;
+      process.stderr.write(`start: the app never came online in ${ran} s${lastError ? ` (last error ${lastError})` : ""}\n`);
+      process.exit(code === 0 ? EXIT_FAILURE : code);
+    }
+    process.exit(code);
+  };
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.on(signal, () => {
+      app.kill("SIGTERM");
+    });
+  }
+  // After `done` the app has disconnected; it exits when its last socket has closed. Bounded.
+  if (stopAfterMs !== undefined) setTimeout(() => app.kill("SIGTERM"), stopAfterMs + STOP_GRACE_MS).unref();
+  app.on("exit", (code, signal) => void stop(code ?? (signal ? 0 : 1)));
 }
-app.on("exit", (code, signal) => void stop(code ?? (signal ? 0 : 1)));
+
+try {
+  await main();
+} catch (error) {
+  exitWithProblem("start", error);
+}
