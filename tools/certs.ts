@@ -11,8 +11,8 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSy
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
 import { checkCertificateDer, checkClientKeyDer } from "../hosts/desktop/tls-inputs.ts";
+import { helpIfAsked, readCommandLine, runCommand, UsageError } from "./cli.ts";
 
 /** File names of the development PKI; the device reads the .der files as resources. */
 export const DEV_PKI_FILES = Object.freeze({
@@ -224,20 +224,27 @@ export function ensureDevPki(options: DevPkiOptions = {}): DevPkiResult {
   }
 }
 
+export const CERTS_USAGE = `usage: npm run certs -- [--force] [--dir certs] [--device-id iotlink-device]
+
+Makes the development PKI with openssl: a CA, a broker certificate for localhost, 127.0.0.1 and
+::1, and a device RSA key and certificate, in the forms the device reads (ca.der, device-cert.der,
+device-key.der) and the PEM files the brokers use. A complete set already there is kept.
+
+  --dir DIR         where (default certs)
+  --device-id ID    the device certificate's CN (default iotlink-device)
+  --force           make a new set even if one is there
+  --help            this text
+
+Exit codes: 0 done, 2 for a bad option, 1 when openssl fails or is missing.`;
+
 function main(): void {
-  const { values } = parseArgs({
-    options: {
-      force: { type: "boolean", default: false },
-      dir: { type: "string", default: "certs" },
-      "device-id": { type: "string", default: DEFAULT_DEVICE_ID },
-      help: { type: "boolean", default: false },
-    },
-  });
-  if (values.help) {
-    process.stdout.write("usage: npm run certs -- [--force] [--dir certs] [--device-id iotlink-device]\n");
-    return;
+  const values = readCommandLine({ force: { type: "boolean" }, dir: { type: "string" }, "device-id": { type: "string" } });
+  helpIfAsked(values, CERTS_USAGE);
+  if (values.dir === "") throw new UsageError("--dir needs a folder");
+  if (values["device-id"] !== undefined && !/^[A-Za-z0-9._:-]+$/.test(values["device-id"])) {
+    throw new UsageError(`--device-id takes letters, digits and . _ : -, got ${JSON.stringify(values["device-id"])}`);
   }
-  const result = ensureDevPki({ directory: values.dir, force: values.force, deviceId: values["device-id"] });
+  const result = ensureDevPki({ directory: values.dir ?? "certs", force: values.force, deviceId: values["device-id"] ?? DEFAULT_DEVICE_ID });
   if (!result.created) {
     process.stdout.write(`Development PKI already present in ${result.directory} (use --force to replace it)\n`);
     return;
@@ -249,10 +256,5 @@ function main(): void {
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  try {
-    main();
-  } catch (error) {
-    process.stderr.write(`certs: ${(error as Error).message}\n`);
-    process.exitCode = 1;
-  }
+  void runCommand("certs", main);
 }

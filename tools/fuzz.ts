@@ -15,6 +15,7 @@
 // Prints iterations, time and failures; exits 1 if anything failed.
 import fc from "fast-check";
 import { IoTLinkError } from "../modules/types.ts";
+import { helpIfAsked, readCommandLine, runCommand, UsageError } from "./cli.ts";
 import { runSessionFuzz } from "../test/core/client-hostile.suite.ts";
 import { connected, session, type Session } from "../test/support/session.ts";
 
@@ -26,24 +27,43 @@ interface Options {
   only: string | undefined;
 }
 
+export const FUZZ_USAGE = `usage: npm run fuzz -- [--runs 100000] [--seed 20261129] [--batch 1000] [--minutes M] [--only session|api]
+
+Runs the fuzzers for far more iterations than npm test: session (random and mutated broker traffic
+against the client on a virtual clock) and api (random arguments to publish, subscribe and
+unsubscribe). Prints progress every 5 s, then a table; a failing batch is reported with its seed.
+
+  --runs N       iterations per fuzzer (default 100000)
+  --seed S       the first batch's seed (a whole number; default 20261129)
+  --batch B      iterations per batch, each from its own seed (default 1000)
+  --minutes M    run each fuzzer this long instead of --runs
+  --only NAME    session or api
+  --help         this text
+
+Exit codes: 0 when no batch failed, 1 when one did, 2 for a bad option.`;
+
 function parseArguments(argv: string[]): Options {
-  const options: Options = { runs: 100_000, seed: 20261129, batch: 1000, minutes: 0, only: undefined };
-  for (let i = 0; i < argv.length; i++) {
-    const name = argv[i]!;
-    const value = argv[i + 1];
-    const number = Number(value);
-    if (name === "--only") options.only = value;
-    else if (name === "--runs" && Number.isInteger(number) && number > 0) options.runs = number;
-    else if (name === "--seed" && Number.isInteger(number)) options.seed = number;
-    else if (name === "--batch" && Number.isInteger(number) && number > 0) options.batch = number;
-    else if (name === "--minutes" && number > 0) options.minutes = number;
-    else {
-      console.error(`usage: npm run fuzz -- [--runs N] [--seed S] [--batch B] [--minutes M] [--only session|api]  (bad argument ${name})`);
-      process.exit(2);
-    }
-    i++;
-  }
-  return options;
+  const values = readCommandLine(
+    { runs: { type: "string" }, seed: { type: "string" }, batch: { type: "string" }, minutes: { type: "string" }, only: { type: "string" } },
+    argv,
+  );
+  helpIfAsked(values, FUZZ_USAGE);
+  const whole = (value: string | undefined, name: string, fallback: number, min: number): number => {
+    if (value === undefined) return fallback;
+    const number = /^-?\d+$/.test(value) ? Number(value) : Number.NaN;
+    if (!(number >= min)) throw new UsageError(`${name} must be a whole number${min > 0 ? " above 0" : ""}, got ${JSON.stringify(value)}`);
+    return number;
+  };
+  const minutes = values.minutes === undefined ? 0 : /^\d+(\.\d+)?$/.test(values.minutes) ? Number(values.minutes) : Number.NaN;
+  if (!(minutes >= 0) || (values.minutes !== undefined && minutes === 0)) throw new UsageError(`--minutes must be a number above 0, got ${JSON.stringify(values.minutes)}`);
+  if (values.only !== undefined && values.only !== "session" && values.only !== "api") throw new UsageError(`--only takes session or api, got ${JSON.stringify(values.only)}`);
+  return {
+    runs: whole(values.runs, "--runs", 100_000, 1),
+    seed: whole(values.seed, "--seed", 20261129, Number.MIN_SAFE_INTEGER),
+    batch: whole(values.batch, "--batch", 1000, 1),
+    minutes,
+    only: values.only,
+  };
 }
 
 interface Outcome {
@@ -128,17 +148,21 @@ function runApiFuzz(count: number, seed: number): number {
 
 // ------------------------------------------------------------------------------ main
 
-const options = parseArguments(process.argv.slice(2));
-console.log(`fuzz: ${options.minutes > 0 ? options.minutes + " minutes per fuzzer" : options.runs + " iterations per fuzzer"}, seed ${options.seed}, batches of ${options.batch}`);
-const outcomes: Outcome[] = [];
-if (options.only === undefined || options.only === "session") outcomes.push(inBatches("session", options, runSessionFuzz));
-if (options.only === undefined || options.only === "api") outcomes.push(inBatches("api", options, runApiFuzz));
-console.log("");
-console.log("| fuzzer | iterations | batches | seconds | iterations/s | failures |");
-console.log("|---|---|---|---|---|---|");
-for (const o of outcomes) {
-  console.log(`| ${o.name} | ${o.iterations} | ${o.batches} | ${(o.ms / 1000).toFixed(1)} | ${Math.round(o.iterations / (o.ms / 1000))} | ${o.failures.length}${o.failures.length ? " (seeds " + o.failures.map((f) => f.seed).join(", ") + ")" : ""} |`);
+function main(): void {
+  const options = parseArguments(process.argv.slice(2));
+  console.log(`fuzz: ${options.minutes > 0 ? options.minutes + " minutes per fuzzer" : options.runs + " iterations per fuzzer"}, seed ${options.seed}, batches of ${options.batch}`);
+  const outcomes: Outcome[] = [];
+  if (options.only === undefined || options.only === "session") outcomes.push(inBatches("session", options, runSessionFuzz));
+  if (options.only === undefined || options.only === "api") outcomes.push(inBatches("api", options, runApiFuzz));
+  console.log("");
+  console.log("| fuzzer | iterations | batches | seconds | iterations/s | failures |");
+  console.log("|---|---|---|---|---|---|");
+  for (const o of outcomes) {
+    console.log(`| ${o.name} | ${o.iterations} | ${o.batches} | ${(o.ms / 1000).toFixed(1)} | ${Math.round(o.iterations / (o.ms / 1000))} | ${o.failures.length}${o.failures.length ? " (seeds " + o.failures.map((f) => f.seed).join(", ") + ")" : ""} |`);
+  }
+  const failed = outcomes.reduce((sum, o) => sum + o.failures.length, 0);
+  console.log(failed === 0 ? "fuzz: no failures" : `fuzz: ${failed} failing batches`);
+  process.exitCode = failed === 0 ? 0 : 1;
 }
-const failed = outcomes.reduce((sum, o) => sum + o.failures.length, 0);
-console.log(failed === 0 ? "fuzz: no failures" : `fuzz: ${failed} failing batches`);
-process.exitCode = failed === 0 ? 0 : 1;
+
+void runCommand("fuzz", main);

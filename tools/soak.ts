@@ -12,7 +12,9 @@
 // Exits 1 on any loss of an accepted message, an unexpected protocol error, a callback error or an
 // uncaught exception.
 import { fileURLToPath } from "node:url";
+import { CommandError, helpIfAsked, readCommandLine, runCommand, UsageError } from "./cli.ts";
 import { startFaultProxy } from "./fault-proxy.ts";
+import { findMosquitto, MOSQUITTO_MISSING } from "./mosquitto.ts";
 import { createFixtures, removeFixtures } from "../test/desktop/fixtures.ts";
 import { ClientRig, Observer, prepareHost, sleep, startTlsBroker, summarise, waitFor } from "../test/reliability/kit.ts";
 
@@ -254,22 +256,45 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
 
 // ------------------------------------------------------------------------------ command line
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const argv = process.argv.slice(2);
-  const value = (name: string): number | undefined => {
-    const at = argv.indexOf(name);
-    return at >= 0 ? Number(argv[at + 1]) : undefined;
-  };
-  const minutes = value("--minutes") ?? 1;
-  if (!(minutes > 0)) {
-    console.error("usage: npm run soak -- --minutes N [--seed S] [--rate MSGS_PER_S] [--every SECONDS]");
-    process.exit(2);
-  }
-  const seed = value("--seed");
+export const SOAK_USAGE = `usage: npm run soak -- [--minutes 1] [--seed 20261129] [--rate 50] [--every 5]
+
+Random faults (broker restarts, cuts, half-open links, outages, slow and fragmented delivery)
+against a real Mosquitto for --minutes, while the client publishes QoS 1 and receives QoS 1 on a
+persistent session; a table row every --every seconds, then every accepted message must have arrived.
+
+  --minutes M   how long (default 1; decimals allowed)
+  --seed S      the fault sequence (a whole number; default 20261129)
+  --rate R      QoS 1 messages per second (default 50)
+  --every S     seconds between table rows (default 5)
+  --help        this text
+
+Needs Mosquitto (apt-get install mosquitto) and openssl. Exit codes: 0 when nothing was lost, 1 on
+any loss or failure, 2 for a bad option.`;
+
+function positive(value: string | undefined, name: string, fallback: number, whole = false): number {
+  if (value === undefined) return fallback;
+  const number = /^\d+(\.\d+)?$/.test(value) ? Number(value) : Number.NaN;
+  if (!(number > 0) || (whole && !Number.isInteger(number))) throw new UsageError(`${name} must be ${whole ? "a whole number" : "a number"} above 0, got ${JSON.stringify(value)}`);
+  return number;
+}
+
+async function main(): Promise<void> {
+  const values = readCommandLine({ minutes: { type: "string" }, seed: { type: "string" }, rate: { type: "string" }, every: { type: "string" } });
+  helpIfAsked(values, SOAK_USAGE);
+  const minutes = positive(values.minutes, "--minutes", 1);
+  const seed = values.seed === undefined ? undefined : /^-?\d+$/.test(values.seed) ? Number(values.seed) : Number.NaN;
+  if (Number.isNaN(seed)) throw new UsageError(`--seed must be a whole number, got ${JSON.stringify(values.seed)}`);
+  const rate = positive(values.rate, "--rate", 50, true);
+  const every = positive(values.every, "--every", 5);
+  if (!findMosquitto()) throw new CommandError(MOSQUITTO_MISSING);
   console.log(`soak: ${minutes} min, seed ${seed ?? 20261129}, faults: ${FAULTS.join(", ")}`);
-  const result = await runSoak({ minutes, seed, rate: value("--rate"), every: value("--every") });
+  const result = await runSoak({ minutes, seed, rate, every });
   console.log(JSON.stringify({ ...result, problems: undefined }, null, 1));
   if (result.ok) console.log(`soak: OK, ${result.seconds} s, ${Object.values(result.faults).reduce((a, b) => a + b, 0)} faults survived, ${result.accepted} accepted, 0 lost, ${result.duplicates} duplicates`);
   else console.log("soak: FAILED\n  " + result.problems.join("\n  "));
   process.exit(result.ok ? 0 : 1);
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  void runCommand("soak", main);
 }
