@@ -21,8 +21,9 @@ import { execFile, execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, platform, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
-import { parseArgs, promisify } from "node:util";
+import { promisify } from "node:util";
 import { ensureDevPki } from "../tools/certs.ts";
+import { exitWithProblem, helpIfAsked, readCommandLine, UsageError } from "../tools/cli.ts";
 import { loadDesktopHost } from "../tools/desktop-build.ts";
 import { ensureMosquitto, findMosquitto, startMosquitto, type RunningMosquitto } from "../tools/mosquitto.ts";
 import { runRecovery, type RecoveryResult } from "./recovery.ts";
@@ -45,38 +46,58 @@ const MODDABLE_LEGACY_MQTT_MINIFIED_BYTES = 8968;
 /** XS slot size on the ESP32 (32-bit pointers); xsnap on x86-64 uses 32-byte slots. */
 const DEVICE_SLOT_BYTES = 16;
 
-const { values: flags } = parseArgs({
-  options: {
+// A bad flag is one line and exit code 2 (tools/cli.ts), not a stack trace.
+const BENCH_USAGE = "usage: npm run bench -- [--only xs,memory,throughput,recovery,size] [--runs 5] [--messages 20000] [--warmup 2000] [--window 10] [--wide-window 50] [--profile-messages 100000] [--no-slow-drain] [--json out.json]";
+let flags: ReturnType<typeof readBenchFlags>;
+function readBenchFlags() {
+  const values = readCommandLine({
     only: { type: "string" },
-    runs: { type: "string", default: "5" },
-    messages: { type: "string", default: "20000" },
-    warmup: { type: "string", default: "2000" },
-    window: { type: "string", default: "10" },
-    "wide-window": { type: "string", default: "50" },
-    "profile-messages": { type: "string", default: "100000" },
-    "no-slow-drain": { type: "boolean", default: false },
+    runs: { type: "string" },
+    messages: { type: "string" },
+    warmup: { type: "string" },
+    window: { type: "string" },
+    "wide-window": { type: "string" },
+    "profile-messages": { type: "string" },
+    "no-slow-drain": { type: "boolean" },
     json: { type: "string" },
-    help: { type: "boolean", default: false },
-  },
-});
-if (flags.help) {
-  process.stdout.write("usage: npm run bench -- [--only xs,memory,throughput,recovery,size] [--runs 5] [--messages 20000] [--warmup 2000] [--window 10] [--wide-window 50] [--profile-messages 100000] [--no-slow-drain] [--json out.json]\n");
-  process.exit(0);
+  });
+  helpIfAsked(values, BENCH_USAGE);
+  return {
+    ...values,
+    runs: values.runs ?? "5",
+    messages: values.messages ?? "20000",
+    warmup: values.warmup ?? "2000",
+    window: values.window ?? "10",
+    "wide-window": values["wide-window"] ?? "50",
+    "profile-messages": values["profile-messages"] ?? "100000",
+    "no-slow-drain": values["no-slow-drain"] ?? false,
+  };
+}
+try {
+  flags = readBenchFlags();
+  for (const name of (flags.only ?? SECTIONS.join(",")).split(",").map((name) => name.trim())) {
+    if (!SECTIONS.includes(name as Section)) throw new UsageError(`--only: unknown section ${JSON.stringify(name)}; the sections are ${SECTIONS.join(", ")}`);
+  }
+  for (const name of ["runs", "messages", "warmup", "window", "wide-window", "profile-messages"] as const) {
+    if (!/^\d+$/.test(flags[name]) || Number(flags[name]) < 1) throw new UsageError(`--${name} must be a whole number of at least 1, got ${JSON.stringify(flags[name])}`);
+  }
+} catch (error) {
+  exitWithProblem("bench", error);
 }
 const only = new Set<Section>((flags.only ?? SECTIONS.join(",")).split(",").map((name) => name.trim()) as Section[]);
-for (const name of only) if (!SECTIONS.includes(name)) throw new Error(`unknown section ${name}; sections: ${SECTIONS.join(", ")}`);
 const runs = Number(flags.runs);
 const messages = Number(flags.messages);
 const warmup = Number(flags.warmup);
 const window = Number(flags.window);
 const wideWindow = Number(flags["wide-window"]);
 const profileMessages = Number(flags["profile-messages"]);
-for (const [name, value] of [["runs", runs], ["messages", messages], ["warmup", warmup], ["window", window], ["wide-window", wideWindow], ["profile-messages", profileMessages]] as const) {
-  if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} must be a whole number of at least 1, got ${String(flags[name])}`);
-}
 
 const out = (text = ""): void => void process.stdout.write(text + "\n");
 const log = (text: string): void => void process.stderr.write(text + "\n");
+const benchStarted = performance.now();
+let sectionsStarted = 0;
+/** Progress on stderr: which section of how many, and the time so far. */
+const section = (name: string): void => log(`bench: section ${++sectionsStarted}/${only.size}, ${name} (${((performance.now() - benchStarted) / 1000).toFixed(0)} s so far)`);
 
 function table(headers: string[], rows: (string | number)[][]): void {
   const cells = [headers, ...rows.map((row) => row.map(String))];
@@ -516,7 +537,8 @@ async function main(): Promise<void> {
   table(["machine", ""], Object.entries(results.machine as Record<string, string>));
 
   if (only.has("xs") || only.has("memory")) {
-    log("bench: XS (child process)");
+    section(only.has("xs") && only.has("memory") ? "xs and memory (XS child process)" : only.has("xs") ? "xs (XS child process)" : "memory (XS child process)");
+    if (only.has("xs") && only.has("memory")) sectionsStarted++;
     const xs = await xsResults();
     results.xs = xs;
     if (only.has("xs")) printXs(xs);
@@ -539,7 +561,7 @@ async function main(): Promise<void> {
       const hostBundle = join(work, "host.mjs");
       const host = await loadDesktopHost(hostBundle);
       if (only.has("throughput")) {
-        log("bench: throughput");
+        section(`throughput (${runs} runs per figure of ${messages} messages)`);
         const plainBroker = await startMosquitto({ logTypes: ["error"], extraConfig: ["sys_interval 1"] });
         brokers.push(plainBroker);
         const rows = await runThroughput({ tlsBroker, plainBroker, pki: work, hostBundle, messages, runs, window, wideWindow, profileMessages, warmup, log });
@@ -548,7 +570,7 @@ async function main(): Promise<void> {
         printThroughput(rows);
       }
       if (only.has("recovery")) {
-        log("bench: recovery");
+        section("recovery (3 broker restarts, then the drains)");
         host.setResourceDirectory(work);
         const recovery = await runRecovery(host, tlsBroker, { repetitions: 3, backoffBaseMs: 100, drainMessages: 100, slowDrain: !flags["no-slow-drain"], log });
         results.recovery = recovery;
@@ -561,6 +583,7 @@ async function main(): Promise<void> {
   }
 
   if (only.has("size")) {
+    section("size (esbuild, and XS bytecode with $MODDABLE)");
     const size = await runSize();
     results.size = size;
     printSize(size);

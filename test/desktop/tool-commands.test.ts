@@ -38,6 +38,7 @@ describe("--help on every command: the usage on stdout, exit 0", () => {
     ["soak", /^usage: npm run soak -- \[--minutes 1\]/],
     ["fuzz", /^usage: npm run fuzz -- \[--runs 100000\]/],
     ["monitor", /^usage: npm run monitor -- --port <path> --baud <rate>/],
+    ["bench", /^usage: npm run bench -- \[--only xs,memory,throughput,recovery,size\]/],
   ] as const) {
     test(`npm run ${script} -- --help`, () => assertHelp(script, usage));
   }
@@ -53,6 +54,12 @@ describe("a bad option: one line naming it, exit 2", () => {
     assertOneLine(await runScript("soak", ["--minutes", "-1"]), 2, 'soak: --minutes must be a number above 0, got "-1"');
     assertOneLine(await runScript("soak", ["--minute", "1"]), 2, "soak: unknown option --minute (see npm run soak -- --help)");
     assertOneLine(await runScript("soak", ["--seed", "x"]), 2, 'soak: --seed must be a whole number, got "x"');
+  });
+
+  test("npm run bench", async () => {
+    assertOneLine(await runScript("bench", ["--only", "speed"]), 2, 'bench: --only: unknown section "speed"; the sections are xs, memory, throughput, recovery, size');
+    assertOneLine(await runScript("bench", ["--runs", "0"]), 2, 'bench: --runs must be a whole number of at least 1, got "0"');
+    assertOneLine(await runScript("bench", ["--run", "3"]), 2, "bench: unknown option --run (see npm run bench -- --help)");
   });
 
   test("npm run fuzz", async () => {

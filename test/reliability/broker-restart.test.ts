@@ -8,6 +8,9 @@ import { after, before, test } from "node:test";
 import type { RunningMosquitto } from "../../tools/mosquitto.ts";
 import { createFixtures, removeFixtures, type Fixtures } from "../desktop/fixtures.ts";
 import { checkBackoff, ClientRig, prepareHost, Observer, reportFigure, sleep, startTlsBroker, summarise, waitFor } from "./kit.ts";
+import { announceScenarios, progress } from "./progress.ts";
+
+announceScenarios(import.meta.filename);
 
 const RESTARTS = Number(process.env.IOTLINK_RESTARTS ?? 20);
 const BACKOFF = { baseMs: 40, maxMs: 640, stableMs: 500 };
@@ -70,6 +73,7 @@ test(`broker killed and restarted ${RESTARTS} times under steady QoS 1 publishin
       await sleep(150 + ((round * 211) % 700));
       await broker.restart();
       downtimes.push(performance.now() - down);
+      progress(`restart ${round}/${RESTARTS} done`);
     }
     await waitFor(() => rigs.every(({ rig }) => rig.online), 20_000, "both clients online after the last restart");
     await sleep(300);

@@ -7,6 +7,9 @@ import { startFaultProxy, type FaultProxy } from "../../tools/fault-proxy.ts";
 import type { RunningMosquitto } from "../../tools/mosquitto.ts";
 import { createFixtures, removeFixtures, type Fixtures } from "../desktop/fixtures.ts";
 import { ClientRig, Observer, prepareHost, reportFigure, startTlsBroker, waitFor } from "./kit.ts";
+import { announceScenarios } from "./progress.ts";
+
+announceScenarios(import.meta.filename);
 
 let fixtures: Fixtures;
 let broker: RunningMosquitto;

@@ -10,6 +10,9 @@ import { startMosquitto, type RunningMosquitto } from "../../tools/mosquitto.ts"
 import type { DesktopHost } from "../../tools/desktop-build.ts";
 import { createFixtures, removeFixtures, type Fixtures } from "../desktop/fixtures.ts";
 import { ClientRig, Observer, prepareHost, reportFigure, sleep, startTlsBroker, summarise, waitFor, type RigOptions } from "./kit.ts";
+import { announceScenarios } from "./progress.ts";
+
+announceScenarios(import.meta.filename);
 
 const KEEP_ALIVE_S = 2;
 const BACKOFF = { baseMs: 50, maxMs: 400, stableMs: 1000 };

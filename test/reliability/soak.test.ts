@@ -5,6 +5,9 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { runSoak } from "../../tools/soak.ts";
 import { reportFigure } from "./kit.ts";
+import { announceScenarios } from "./progress.ts";
+
+announceScenarios(import.meta.filename);
 
 const MINUTES = Number(process.env.IOTLINK_SOAK_MINUTES ?? 0.75);
 

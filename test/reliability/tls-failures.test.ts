@@ -13,6 +13,9 @@ import { startFaultProxy, type FaultProxy } from "../../tools/fault-proxy.ts";
 import type { MosquittoTls, RunningMosquitto } from "../../tools/mosquitto.ts";
 import { createFixtures, removeFixtures, type Fixtures } from "../desktop/fixtures.ts";
 import { brokerTls, checkBackoff, ClientRig, prepareHost, reportFigure, sleep, startTlsBroker, traced } from "./kit.ts";
+import { announceScenarios } from "./progress.ts";
+
+announceScenarios(import.meta.filename);
 
 let fixtures: Fixtures;
 const cleanup: (() => Promise<void>)[] = [];
