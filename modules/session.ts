@@ -676,13 +676,17 @@ export class Session implements PacketSink, Link {
     else if (state === State.Opening || state === State.AwaitingConnack) due = this.remaining(now, this.attemptStartedAt, this.connectTimeoutMs);
     else if (state === State.Closing) due = this.remaining(now, this.closeStartedAt, this.connectTimeoutMs);
     else if (state >= State.Resubscribing && state <= State.Online) {
-      if (this.keepAliveMs > 0) {
-        const keepAlive = this.keepAliveMs;
-        due = earliest(due, this.remaining(now, this.lastReceivedAt, keepAlive + (keepAlive >> 1)));
+      const keepAlive = this.keepAliveMs;
+      if (keepAlive > 0) {
+        // Inline arithmetic, not remaining()/earliest(): this runs at every wake-up of a connected device.
+        const sinceReceived = (now - this.lastReceivedAt) | 0;
+        due = keepAlive + (keepAlive >> 1) - sinceReceived;
         if (!this.pingOutstanding) {
-          due = earliest(due, this.remaining(now, this.lastSentAt, keepAlive));
-          due = earliest(due, this.remaining(now, this.lastReceivedAt, keepAlive));
+          const sinceSent = (now - this.lastSentAt) | 0;
+          const probe = keepAlive - (sinceSent > sinceReceived ? sinceSent : sinceReceived);
+          if (probe < due) due = probe;
         }
+        if (due < 0) due = 0;
       }
       if (!this.stable) due = earliest(due, this.remaining(now, this.connectedAt, this.backoff.stableMs));
       if (state === State.Resubscribing && this.subscriptions.batches > 0) due = earliest(due, this.remaining(now, this.resubscribeStartedAt, this.operationTimeoutMs));
@@ -744,7 +748,7 @@ export class Session implements PacketSink, Link {
     } else if (state >= State.Resubscribing) {
       this.serviceSession(now);
     }
-    this.serviceTimeouts(now);
+    if (this.outbox.inflight.count > 0) this.serviceTimeouts(now);
     for (let i = 0; this.timerUserCount > 0 && i < this.timerUsers.length; i++) {
       const user = this.timerUsers[i];
       if (user === undefined) continue;
@@ -781,16 +785,17 @@ export class Session implements PacketSink, Link {
   }
 
   private serviceSession(now: number): void {
-    if (!this.stable && this.elapsed(now, this.connectedAt, this.backoff.stableMs)) {
+    if (!this.stable && ((now - this.connectedAt) | 0) >= this.backoff.stableMs) {
       this.stable = true;
       this.backoff.reset();
     }
     const keepAlive = this.keepAliveMs;
     if (keepAlive > 0) {
-      if (this.elapsed(now, this.lastReceivedAt, keepAlive + (keepAlive >> 1))) {
-        return this.linkLost(ErrorCode.KeepAliveTimeout, "keep-alive timeout: nothing received for " + ((now - this.lastReceivedAt) | 0) + " ms");
+      const sinceReceived = (now - this.lastReceivedAt) | 0;
+      if (sinceReceived >= keepAlive + (keepAlive >> 1)) {
+        return this.linkLost(ErrorCode.KeepAliveTimeout, "keep-alive timeout: nothing received for " + sinceReceived + " ms");
       }
-      if (!this.pingOutstanding && (this.elapsed(now, this.lastSentAt, keepAlive) || this.elapsed(now, this.lastReceivedAt, keepAlive))) {
+      if (!this.pingOutstanding && (((now - this.lastSentAt) | 0) >= keepAlive || sinceReceived >= keepAlive)) {
         writePingreq(this.tx, 0);
         if (!this.sendControl(PINGREQ_BYTES)) return;
         this.pingOutstanding = true;
