@@ -39,7 +39,7 @@ function scriptCommand(script: string): string[] {
   const words = command.split(" ");
   if (words[0] !== "node") throw new Error(`script ${script} does not start with node: ${command}`);
   // Paths made absolute (tsx too), so that a command can also run in another working directory.
-  return [process.execPath, ...words.slice(1).map((word) => (word.startsWith("tools/") || word.startsWith("bench/") ? join(ROOT, word) : word === "tsx" ? TSX : word))];
+  return [process.execPath, ...words.slice(1).map((word) => (/^(tools|bench|test)\//.test(word) ? join(ROOT, word) : word === "tsx" ? TSX : word))];
 }
 
 /** `npm run <script> -- <args>`, as the script's command line with `args` appended. */

@@ -39,6 +39,7 @@ describe("--help on every command: the usage on stdout, exit 0", () => {
     ["fuzz", /^usage: npm run fuzz -- \[--runs 100000\]/],
     ["monitor", /^usage: npm run monitor -- --port <path> --baud <rate>/],
     ["bench", /^usage: npm run bench -- \[--only xs,memory,throughput,recovery,size\]/],
+    ["test:xs", /^usage: npm run test:xs \[-- path\/a\.suite\.ts \.\.\.\]/],
   ] as const) {
     test(`npm run ${script} -- --help`, () => assertHelp(script, usage));
   }
@@ -60,6 +61,11 @@ describe("a bad option: one line naming it, exit 2", () => {
     assertOneLine(await runScript("bench", ["--only", "speed"]), 2, 'bench: --only: unknown section "speed"; the sections are xs, memory, throughput, recovery, size');
     assertOneLine(await runScript("bench", ["--runs", "0"]), 2, 'bench: --runs must be a whole number of at least 1, got "0"');
     assertOneLine(await runScript("bench", ["--run", "3"]), 2, "bench: unknown option --run (see npm run bench -- --help)");
+  });
+
+  test("npm run test:xs: a suite file that is not there, an option it does not take", async () => {
+    assertOneLine(await runScript("test:xs", ["test/core/no-such.suite.ts"]), 2, "test:xs: no such suite file test/core/no-such.suite.ts (see npm run test:xs -- --help)");
+    assertOneLine(await runScript("test:xs", ["--only", "ring"]), 2, "test:xs: unknown option --only (see npm run test:xs -- --help)");
   });
 
   test("npm run fuzz", async () => {

@@ -30,6 +30,22 @@ const root = path.resolve(here, "../..");
 const entry = path.join(here, "entry.ts");
 const outfile = path.join(root, "build/xs/tests.js");
 const shimDir = path.join(here, "shims");
+const USAGE = `usage: npm run test:xs [-- path/a.suite.ts ...]
+
+Runs the portable core suites (test/core) inside the real XS engine: every suite of
+test/core/index.ts, or only the suite files given. Exit codes: 0 all passed, 1 a failure, 2 a bad argument.`;
+if (process.argv.includes("--help") || process.argv.includes("-h")) {
+  console.log(USAGE);
+  process.exit(0);
+}
+for (const argument of process.argv.slice(2)) {
+  // One line for a file that is not there (esbuild's own error is a screenful about the bundle).
+  const problem = argument.startsWith("-") ? `unknown option ${argument}` : !fs.existsSync(argument) ? `no such suite file ${argument}` : undefined;
+  if (problem) {
+    console.error(`test:xs: ${problem} (see npm run test:xs -- --help)`);
+    process.exit(2);
+  }
+}
 const selectedSuites = process.argv.slice(2).map((file) => path.resolve(file));
 const meteringLimit = process.env.XS_METER_LIMIT === undefined ? 1e8 : Number(process.env.XS_METER_LIMIT);
 
@@ -208,7 +224,7 @@ async function main() {
   const workerBinary = path.join(root, `node_modules/@agoric/xsnap/xsnap-native/xsnap/build/bin/${platform}/release/xsnap-worker`);
   if (platform && !fs.existsSync(workerBinary)) {
     console.log(`FAIL the XS engine is not built (${path.relative(root, workerBinary)} is missing): its install script`);
-    console.log('    did not run. package.json "allowScripts" must approve @agoric/xsnap; then `npm rebuild @agoric/xsnap`.');
+    console.log('    did not run. package.json "allowScripts" must approve @agoric/xsnap, and make, gcc and g++ must be installed (Debian: build-essential); then `npm rebuild @agoric/xsnap`.');
     console.log("xs: 0 passed, 1 failed, 0 checks passed");
     return 1;
   }
