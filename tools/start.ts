@@ -53,8 +53,22 @@ const DEMO_COMMANDS = [
 /** How long a --run-for stop is given to finish (the app disconnects gracefully) before it is ended. */
 const STOP_GRACE_MS = 10_000;
 
+/** Set when whoever read our output went away (`npm start | head`): nothing more is written. */
+let outputClosed = false;
+const onOutputClosed: Array<() => void> = [];
+process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+  if (error.code !== "EPIPE") throw error;
+  if (outputClosed) return;
+  outputClosed = true;
+  for (const then of onOutputClosed) then();
+});
+
+function write(line: string): void {
+  if (!outputClosed) process.stdout.write(line + "\n");
+}
+
 function say(line: string): void {
-  process.stdout.write("[desktop] " + line + "\n");
+  write("[desktop] " + line);
 }
 
 interface Given {
@@ -246,7 +260,7 @@ async function main(): Promise<void> {
   let done = false;
   const appConsole = createInterface({ input: app.stdout, crlfDelay: Infinity });
   appConsole.on("line", (line) => {
-    process.stdout.write(line + "\n");
+    write(line);
     const parsed = parseLogLine(line);
     if (!parsed) return;
     if (parsed.event === "online") cameOnline = true;
@@ -292,6 +306,8 @@ async function main(): Promise<void> {
     }
     process.exit(code);
   };
+  // The reader went away: stop the app and the broker as Ctrl-C does (exit 0).
+  onOutputClosed.push(() => app.kill("SIGTERM"));
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.on(signal, () => {
       app.kill("SIGTERM");

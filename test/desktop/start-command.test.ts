@@ -2,13 +2,15 @@
 // naming it as the user wrote it (exit 2), a broker that cannot start (exit 1), settings it replaces
 // said, and a --run-for run that never came online said and failed. No stack trace anywhere.
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer, type AddressInfo, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { DEV_PKI_FILES, ensureDevPki } from "../../tools/certs.ts";
-import { runScript, type CommandResult } from "./command-line.ts";
+import { ROOT, runScript, type CommandResult } from "./command-line.ts";
 
 let scratch: string;
 let pki: string;
@@ -144,6 +146,22 @@ describe("npm start: what the demo shows", () => {
     assert.match(result.stdout, /^\[desktop\] device replied on iotlink\/iotlink-device\/reply: \{"command":"ping","uptime":\d+\}$/m);
     assert.match(result.stdout, /^\[desktop\] device replied on iotlink\/iotlink-device\/reply: \{"command":"status","state":"online","queue":0,"sent":\d+\}$/m);
     assert.match(result.stdout, /^iotlink done sent=(\d+) acked=\1 queue=0$/m, "every message acknowledged");
+  });
+});
+
+describe("npm start | head: the reader goes away", () => {
+  test("the app and the broker stop quietly, exit 0, no EPIPE trace", { timeout: 30_000 }, async () => {
+    const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "tools", "start.ts"), "--certs", pki, "--run-for", "20"], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    // Read until the app's first line, then close the pipe as head does.
+    await new Promise<void>((done) => child.stdout.on("data", (chunk: Buffer) => chunk.toString().includes("iotlink start") && done()));
+    child.stdout.destroy();
+    const deadline = setTimeout(() => child.kill("SIGKILL"), 20_000);
+    const [code] = (await once(child, "exit")) as [number | null];
+    clearTimeout(deadline);
+    assert.equal(code, 0, stderr);
+    assert.equal(stderr, "");
   });
 });
 
