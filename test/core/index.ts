@@ -14,3 +14,4 @@ import "./client-seams.suite";
 import "./awsiot.suite";
 import "./api-input.suite";
 import "./preload.suite";
+import "./shadow.suite";
