@@ -354,12 +354,13 @@ async function main(): Promise<void> {
     if (error instanceof BrokerListenError || error instanceof BrokerCertificateError) throw new CommandError(error.message);
     throw error;
   }
-  process.stdout.write(`${broker.url}\n`);
   const stop = (): void => {
     void broker.stop().then(() => process.exit(0));
   };
+  // Before the URL: whoever reads it may stop the broker at once.
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
+  process.stdout.write(`${broker.url}\n`);
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
