@@ -46,6 +46,10 @@ function log(event: string, fields: readonly (string | number | boolean)[]): voi
   trace(formatLogLine(event, fields) + "\n");
 }
 
+/** The last `status` line's counters and when it was printed: the stop does not repeat a tick that just ran. */
+let lastStatusCounters = "";
+let lastStatusAt = -1;
+
 const clientId = text("clientId", "iotlink-device");
 const prefix = text("topicPrefix", "iotlink") + "/" + clientId;
 const telemetryTopic = prefix + "/telemetry";
@@ -76,6 +80,7 @@ const telemetryCount = whole("telemetryCount", 0, 0, 0x7fffffff);
 const statusIntervalMs = whole("statusIntervalMs", 10000, 100, 86400000);
 const runForMs = whole("runForMs", 0, 0, 0x7fffffff);
 
+const operationTimeoutMs = whole("operationTimeoutMs", 5000, 1, 0x7fffffff);
 const clock = moddablePlatform.createClock();
 const client = new MqttClient({
   clientId,
@@ -87,7 +92,7 @@ const client = new MqttClient({
   cleanSession: flag("cleanSession", true),
   keepAliveSeconds: whole("keepAliveSeconds", 60, 0, 65535),
   connectTimeoutMs: whole("connectTimeoutMs", 30000, 1, 0x7fffffff),
-  operationTimeoutMs: whole("operationTimeoutMs", 5000, 1, 0x7fffffff),
+  operationTimeoutMs,
   backoff: {
     baseMs: whole("backoffBaseMs", 1000, 1, 0x7fffffff),
     maxMs: whole("backoffMaxMs", 32000, 1, 0x7fffffff),
@@ -110,13 +115,20 @@ function uptime(): number {
   return (clock.now() - startedAt) | 0;
 }
 
-function status(event: string): void {
+function status(event: string, unlessJustSaid = false): void {
   const stats = client.stats;
-  log(event, [
+  const fields = [
     "state", client.stateName, "queue", client.queuedCount, "inflight", client.inflightCount,
     "dropped", stats.dropped, "attempt", client.attempt, "sent", stats.sent, "acked", stats.acknowledged,
-    "received", stats.received, "uptime", uptime(),
-  ]);
+    "received", stats.received,
+  ];
+  if (event === "status") {
+    const counters = fields.join(" ");
+    if (unlessJustSaid && counters === lastStatusCounters && ((clock.now() - lastStatusAt) | 0) < 1000) return;
+    lastStatusCounters = counters;
+    lastStatusAt = clock.now();
+  }
+  log(event, fields.concat(["uptime", uptime()]));
 }
 
 client.on("state", () => status("state"));
@@ -207,8 +219,14 @@ if (runForMs > 0) {
   Timer.set(() => {
     Timer.clear(telemetryTimer);
     Timer.clear(statusTimer);
-    status("status");
-    client.disconnect();
-    log("done", ["sent", client.stats.sent, "acked", client.stats.acknowledged, "queue", client.queuedCount]);
+    // What was sent gets its acknowledgement first, while online, for one operation timeout at most.
+    const giveUpAt = clock.now() + operationTimeoutMs;
+    const stop = Timer.repeat(() => {
+      if (client.inflightCount > 0 && client.state === State.Online && ((giveUpAt - clock.now()) | 0) > 0) return;
+      Timer.clear(stop);
+      status("status", true);
+      client.disconnect();
+      log("done", ["sent", client.stats.sent, "acked", client.stats.acknowledged, "queue", client.queuedCount]);
+    }, 50);
   }, runForMs);
 }
