@@ -366,6 +366,9 @@ class Simulator {
         if (found !== undefined) {
           finish();
           done(found);
+        } else if (this.lines.some((line) => ABORT.test(line))) {
+          finish();
+          fail(new CommandError(`XS ended before ${what}: ${this.lines.filter((line) => ABORT.test(line) || MEMORY_ERROR.test(line)).join("; ")}`));
         } else if (this.exited) {
           finish();
           fail(new CommandError(`mcsim ended before ${what}; last lines:\n${this.lines.slice(-8).join("\n")}`));
