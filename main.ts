@@ -3,7 +3,7 @@
 // parseable line (see modules/logline.ts and docs/device-app.md, "Log lines").
 import config from "mc/config";
 import Timer from "timer";
-import { DEFAULT_MAX_PACKET_BYTES, MqttClient, type InboundMessage } from "./modules/client";
+import { MqttClient, type InboundMessage } from "./modules/client";
 import { formatLogLine } from "./modules/logline";
 import { ACK_STATUS_NAMES, AckStatus, DROP_NEWEST, DROP_OLDEST, type EndpointSettings, State } from "./modules/types";
 import { moddablePlatform } from "./hosts/moddable/platform";
@@ -73,8 +73,15 @@ const endpoint: EndpointSettings = {
   keyResource: text("keyResource", mutualTls ? "device-key.der" : "") || undefined,
   plaintext,
 };
-const maxPacketBytes = whole("maxPacketBytes", DEFAULT_MAX_PACKET_BYTES, 64, 131072);
-const queueEntries = whole("queueEntries", 64, 0, 65535);
+// The memory budget: the app runs in the esp32 platform's default XS arenas made fixed (manifest.json's
+// creation: 32,768 B of chunks, 2,048 slots, 384 stack slots). The client's buffers are allocated
+// once and live for ever, and the TLS handshake needs about 7 KB of chunks free on top of them:
+// with the client's own defaults (2,048 B packets, 4,096 B in flight, a queue of 8,192 B and 64
+// entries) the app keeps 36 KB and fails its first handshake. These keep about 24 KB (measured in
+// the simulator by `npm run device-memory`; README, "The Moddable simulator"). Raise them together
+// with the creation.
+const maxPacketBytes = whole("maxPacketBytes", 1024, 64, 131072);
+const queueEntries = whole("queueEntries", 32, 0, 65535);
 const telemetryIntervalMs = whole("telemetryIntervalMs", 5000, 10, 86400000);
 const telemetryCount = whole("telemetryCount", 0, 0, 0x7fffffff);
 const statusIntervalMs = whole("statusIntervalMs", 10000, 100, 86400000);
@@ -101,9 +108,11 @@ const client = new MqttClient({
   },
   queueEntries,
   // Empty in the manifest, so that queueEntries=0 alone turns the queue off: the default follows it.
-  queueBytes: whole("queueBytes", queueEntries === 0 ? 0 : 8192, 0, 0x7fffffff),
+  queueBytes: whole("queueBytes", queueEntries === 0 ? 0 : 2048, 0, 0x7fffffff),
   dropPolicy: choice("dropPolicy", "oldest", ["oldest", "newest"]) === "newest" ? DROP_NEWEST : DROP_OLDEST,
   inflightWindow: whole("inflightWindow", 10, 1, 100),
+  // Empty in the manifest: as many bytes as the largest packet (the client's own default is 4,096 at least).
+  inflightBytes: whole("inflightBytes", maxPacketBytes, maxPacketBytes, 0x7fffffff),
   drainIntervalMs: whole("drainIntervalMs", 500, 0, 0x7fffffff),
   maxPacketBytes,
 });
@@ -158,7 +167,9 @@ function subscribeCommands(): void {
 
 client.on("restored", () => {
   log("restored", ["queue", client.queuedCount]);
-  subscribeCommands();
+  // On a turn of its own: the stack budget. Called here, the SUBSCRIBE's TLS write sat on top of the
+  // CONNACK's read and its events and took the stack to 344 of 384 slots; from a timer, about 250.
+  Timer.set(subscribeCommands, 0);
 });
 client.on("reconnecting", (delay, attempt) => log("backoff", ["delay", delay, "attempt", attempt]));
 client.on("drop", (kind, topic) => log("drop", ["kind", kind, "topic", topic, "dropped", client.stats.dropped]));
@@ -185,9 +196,13 @@ function onCommand(message: InboundMessage): void {
   for (let i = 0; i < message.payload.length && i < 32; i++) command += String.fromCharCode(message.payload[i]);
   command = command.trim();
   log("command", ["name", command]);
-  if (command === "ping") reply(command, '"uptime":' + uptime());
-  else if (command === "status") reply(command, '"state":"' + client.stateName + '","queue":' + client.queuedCount + ',"sent":' + client.stats.sent);
-  else reply(command, '"error":"unknown command"');
+  // The reply goes out on a turn of its own, not on top of the inbound message's TLS read (the stack
+  // budget: 322 of 384 slots there, about 250 from a timer).
+  Timer.set(() => {
+    if (command === "ping") reply(command, '"uptime":' + uptime());
+    else if (command === "status") reply(command, '"state":"' + client.stateName + '","queue":' + client.queuedCount + ',"sent":' + client.stats.sent);
+    else reply(command, '"error":"unknown command"');
+  }, 0);
 }
 
 function publishTelemetry(): void {
