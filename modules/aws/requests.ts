@@ -164,7 +164,10 @@ export abstract class ReplyLayer implements TimerUser {
 
     this.listeners = {
       message: (message) => this.route(message),
-      restored: () => this.retryFailedFilters(),
+      restored: () => {
+        this.retryFailedFilters();
+        this.afterRestored();
+      },
       error: (error) => this.onClientError(error),
     };
     client.on("message", this.listeners.message);
@@ -221,8 +224,11 @@ export abstract class ReplyLayer implements TimerUser {
   /** Every inbound message: the subclass finds its own and answers them. */
   protected abstract route(message: InboundMessage): void;
 
-  /** Calls the callback of `slot` with its outcome (the subclass knows its reply object). */
-  protected abstract report(slot: number, status: ReplyStatus, payload: Uint8Array): void;
+  /** The client was restored (after the layer asked for its failed subscriptions again). */
+  protected afterRestored(): void {}
+
+  /** Calls `callback`, the callback of `slot`, with its outcome (the subclass knows its reply object). */
+  protected abstract report(slot: number, status: ReplyStatus, payload: Uint8Array, callback: (...args: never[]) => void): void;
 
   // ---------------------------------------------------------------- requests
 
@@ -285,8 +291,14 @@ export abstract class ReplyLayer implements TimerUser {
     return -1;
   }
 
-  /** Ends the wait of `slot` and reports its outcome. */
+  /**
+   * Ends the wait of `slot` and reports its outcome. The slot may be taken again by a request made
+   * from the callback: the callback is taken out of it first, and report() reads the slot before it
+   * calls user code.
+   */
   protected complete(slot: number, status: ReplyStatus, payload: Uint8Array): void {
+    const callback = this.callback[slot];
+    this.callback[slot] = undefined;
     this.phase[slot] = this.publishOpen[slot] === 1 ? Phase.Settled : Phase.Free;
     this.waiting--;
     const stats = this.stats;
@@ -294,8 +306,7 @@ export abstract class ReplyLayer implements TimerUser {
     else if (status === ReplyStatus.Rejected) stats.rejected++;
     else if (status === ReplyStatus.TimedOut) stats.timedOut++;
     else stats.dropped++;
-    this.report(slot, status, payload);
-    this.callback[slot] = undefined;
+    if (callback !== undefined) this.report(slot, status, payload, callback);
   }
 
   private onPublishAck(slot: number, status: number): void {

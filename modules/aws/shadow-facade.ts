@@ -8,10 +8,10 @@
 // - deltas older than the last one seen are discarded in order, and a request dropped by the offline
 //   queue is reported "dropped", never left to look like a timeout or an acceptance.
 
-import { AWSIoTMQTTClientCore, MQTTv3_1_1 } from "../awsiot";
+import { type AWSIoTMQTTClientCore, MQTTv3_1_1 } from "../awsiot";
 import type { MqttClient } from "../client";
-import type { Payload } from "../packet";
 import { ErrorCode, invalid, IoTLinkError, type Platform, shown, wholeNumber } from "../types";
+import { AWSIoTMQTTDelegatingClient } from "./delegating";
 import { textOf } from "./json";
 import { REPLY_STATUS_NAMES, ReplyStatus, type Shadow, ShadowClient, shadowNamesProblem, type ShadowReply } from "./shadow";
 
@@ -38,8 +38,7 @@ function callbackOrNone(callback: unknown): ShadowCallbackPy | undefined {
  * The shadow client over an AWSIoTMQTTClientCore; each host exports a subclass that supplies its
  * platform (modules/aws/moddable-shadow.ts), so user code writes `new AWSIoTMQTTShadowClient("id")`.
  */
-export class AWSIoTMQTTShadowClientCore {
-  private readonly connection: AWSIoTMQTTClientCore;
+export class AWSIoTMQTTShadowClientCore extends AWSIoTMQTTDelegatingClient {
   private shadows: ShadowClient | undefined;
   private readonly handlers: deviceShadow[] = [];
   /** The distinct shadows the handlers name ("thing/name"), at most maxShadows. */
@@ -53,54 +52,11 @@ export class AWSIoTMQTTShadowClientCore {
    * Python shadow client's settings (shadow requests are time-sensitive).
    */
   constructor(platform: Platform | undefined, clientID: string, protocolType = MQTTv3_1_1, useWebsocket = false, cleanSession = true, awsIoTMQTTClient?: AWSIoTMQTTClientCore) {
-    if (awsIoTMQTTClient !== undefined && awsIoTMQTTClient !== null) {
-      if (!(awsIoTMQTTClient instanceof AWSIoTMQTTClientCore)) throw invalid("awsIoTMQTTClient must be an AWSIoTMQTTClient, got " + shown(awsIoTMQTTClient));
-      this.connection = awsIoTMQTTClient;
-    } else {
-      if (platform === undefined) throw invalid("a platform is needed to make a connection");
-      this.connection = new AWSIoTMQTTClientCore(platform, clientID, protocolType, useWebsocket, cleanSession);
+    super(platform, clientID, protocolType, useWebsocket, cleanSession, awsIoTMQTTClient);
+    if (!this.shared) {
       this.connection.configureOfflinePublishQueueing(0);
       this.connection.configureDrainingFrequency(10);
     }
-  }
-
-  // ------------------------------------------------------------ configuration, delegated
-
-  configureLastWill(topic: string, payload: Payload, QoS: number, retain = false): void {
-    this.connection.configureLastWill(topic, payload, QoS, retain);
-  }
-  clearLastWill(): void {
-    this.connection.clearLastWill();
-  }
-  configureEndpoint(hostName: string, portNumber: number): void {
-    this.connection.configureEndpoint(hostName, portNumber);
-  }
-  configureIAMCredentials(): void {
-    this.connection.configureIAMCredentials();
-  }
-  configureCredentials(CAFilePath: string, KeyPath = "", CertificatePath = ""): void {
-    this.connection.configureCredentials(CAFilePath, KeyPath, CertificatePath);
-  }
-  configureUnencryptedConnection(iUnderstandTrafficIsNotEncrypted: boolean): void {
-    this.connection.configureUnencryptedConnection(iUnderstandTrafficIsNotEncrypted);
-  }
-  configureAutoReconnectBackoffTime(baseReconnectQuietTimeSecond: number, maxReconnectQuietTimeSecond: number, stableConnectionTimeSecond: number): void {
-    this.connection.configureAutoReconnectBackoffTime(baseReconnectQuietTimeSecond, maxReconnectQuietTimeSecond, stableConnectionTimeSecond);
-  }
-  configureConnectDisconnectTimeout(timeoutSecond: number): void {
-    this.connection.configureConnectDisconnectTimeout(timeoutSecond);
-  }
-  configureMQTTOperationTimeout(timeoutSecond: number): void {
-    this.connection.configureMQTTOperationTimeout(timeoutSecond);
-  }
-  configureUsernamePassword(username: string, password?: string): void {
-    this.connection.configureUsernamePassword(username, password);
-  }
-  enableMetricsCollection(): void {
-    this.connection.enableMetricsCollection();
-  }
-  disableMetricsCollection(): void {
-    this.connection.disableMetricsCollection();
   }
 
   /**
@@ -113,54 +69,13 @@ export class AWSIoTMQTTShadowClientCore {
     this.maxPending = wholeNumber("maxPendingRequests", maxPendingRequests, 1, 1000);
   }
 
-  get onOnline(): (() => void) | undefined {
-    return this.connection.onOnline;
-  }
-  set onOnline(handler: (() => void) | undefined) {
-    this.connection.onOnline = handler;
-  }
-  get onOffline(): (() => void) | undefined {
-    return this.connection.onOffline;
-  }
-  set onOffline(handler: (() => void) | undefined) {
-    this.connection.onOffline = handler;
-  }
-  /** (IoTLink extension) The connection's error handler; a shadow callback that throws is reported here too (code callback-error). */
-  get onError(): ((error: IoTLinkError) => void) | undefined {
-    return this.connection.onError;
-  }
-  set onError(handler: ((error: IoTLinkError) => void) | undefined) {
-    this.connection.onError = handler;
-  }
-
-  /** The AWSIoTMQTTClient underneath, for plain MQTT on the same connection (as in Python). */
-  getMQTTConnection(): AWSIoTMQTTClientCore {
-    return this.connection;
-  }
-
   /** (IoTLink extension) The ShadowClient underneath (TypeScript API); undefined before connect(). */
   getShadowClient(): ShadowClient | undefined {
     return this.bind();
   }
 
-  connect(keepAliveIntervalSecond = 600): Promise<boolean> {
-    const connecting = this.connection.connect(keepAliveIntervalSecond);
+  protected override connected(): void {
     this.bind();
-    return connecting;
-  }
-
-  connectAsync(keepAliveIntervalSecond = 600, ackCallback?: (mid: number, returnCode: number) => void): number {
-    const mid = this.connection.connectAsync(keepAliveIntervalSecond, ackCallback);
-    this.bind();
-    return mid;
-  }
-
-  disconnect(): Promise<boolean> {
-    return this.connection.disconnect();
-  }
-
-  disconnectAsync(ackCallback?: (mid: number, data: number) => void): number {
-    return this.connection.disconnectAsync(ackCallback);
   }
 
   /**

@@ -298,9 +298,7 @@ export class ShadowClient extends ReplyLayer {
     this.complete(slot, accepted ? ReplyStatus.Accepted : ReplyStatus.Rejected, payload);
   }
 
-  protected report(slot: number, status: ReplyStatus, payload: Uint8Array): void {
-    const callback = this.callback[slot];
-    if (callback === undefined) return;
+  protected report(slot: number, status: ReplyStatus, payload: Uint8Array, callback: (...args: never[]) => void): void {
     const reply = this.reply;
     const answered = status === ReplyStatus.Accepted || status === ReplyStatus.Rejected;
     reply.shadow = this.shadows[this.owner[slot]];

@@ -19,6 +19,8 @@ import { startMosquitto, type MosquittoTls, type RunningMosquitto } from "../../
 import { textOf } from "../../modules/aws/json.ts";
 import { REPLY_STATUS_NAMES, ShadowClient, type ShadowReply } from "../../modules/aws/shadow.ts";
 import { AWSIoTMQTTShadowClientCore } from "../../modules/aws/shadow-facade.ts";
+import { type Job, JobRunner, JobsClient } from "../../modules/aws/jobs.ts";
+import { AWSIoTMQTTThingJobsClientCore, jobExecutionStatus, jobExecutionTopicReplyType, jobExecutionTopicType } from "../../modules/aws/jobs-facade.ts";
 import type { EndpointSettings } from "../../modules/types.ts";
 import { createFixtures, removeFixtures, type Fixtures } from "../desktop/fixtures.ts";
 import { waitUntil } from "./helpers.ts";
@@ -417,6 +419,108 @@ describe("the Shadow client against the emulator over Mosquitto (mutual TLS)", (
   });
 });
 
+describe("the Jobs client and JobRunner against the emulator over Mosquitto (mutual TLS)", () => {
+  let broker: RunningMosquitto;
+  let emulator: RunningAwsEmulator;
+
+  before(async () => {
+    broker = await startMosquitto({ tls: mosquittoTls, persistence: true, logTypes: ["error", "warning", "notice"] });
+    brokers.push(broker);
+    emulator = await startAwsEmulator({ url: broker.url, mqtt: { ...peerTls, clean: false }, clientId: "aws-emulator-jobs" });
+    emulators.push(emulator);
+  });
+
+  test("JobRunner takes the queued jobs one by one, runs each once, reports SUCCEEDED, FAILED and REJECTED; a version conflict is re-read and retried", { timeout: 30_000 }, async () => {
+    const client = device(broker.port, "jobs-device");
+    const jobs = new JobsClient(client, "jobs-device", { timeoutMs: 5000 });
+    const ran: string[] = [];
+    const events: string[] = [];
+    const runner = new JobRunner(
+      jobs,
+      (job: Job, finish) => {
+        ran.push(job.jobId);
+        const document = job.document as { op: string; intervalMs?: number };
+        if (document.op === "set-interval") {
+          // The cloud side touches the execution while it runs: the runner's expectedVersion goes stale.
+          if (job.jobId === "job-conflict") emulator.service.touchJobExecution("jobs-device", job.jobId, { note: "touched" });
+          finish(document.intervalMs !== undefined && document.intervalMs >= 1000 ? "SUCCEEDED" : "FAILED", { intervalMs: String(document.intervalMs) });
+        } else if (document.op === "report-status") setTimeout(() => finish("SUCCEEDED", { uptime: "42" }), 50);
+        else finish("REJECTED", { reason: "unknown op " + document.op });
+      },
+      { onEvent: (event, jobId, detail) => events.push(event + " " + jobId + " " + detail) },
+    );
+    client.connect();
+    await online(client);
+    emulator.service.createJob("job-a", { op: "set-interval", intervalMs: 2000 }, ["jobs-device"]);
+    emulator.service.createJob("job-b", { op: "set-interval", intervalMs: 5 }, ["jobs-device"]);
+    runner.start();
+    emulator.service.createJob("job-c", { op: "report-status" }, ["jobs-device"]);
+    emulator.service.createJob("job-d", { op: "reboot" }, ["jobs-device"]);
+    emulator.service.createJob("job-conflict", { op: "set-interval", intervalMs: 3000 }, ["jobs-device"]);
+    const statusOf = (jobId: string) => emulator.service.jobExecution("jobs-device", jobId)?.status;
+    await waitUntil(() => ["job-a", "job-b", "job-c", "job-d", "job-conflict"].every((jobId) => statusOf(jobId) !== "QUEUED" && statusOf(jobId) !== "IN_PROGRESS"), 15_000, () => "every job finished; events: " + events.join(" | "));
+    assert.deepEqual(["job-a", "job-b", "job-c", "job-d", "job-conflict"].map(statusOf), ["SUCCEEDED", "FAILED", "SUCCEEDED", "REJECTED", "SUCCEEDED"]);
+    assert.deepEqual(ran, ["job-a", "job-b", "job-c", "job-d", "job-conflict"], "each job ran once, in order");
+    assert.deepEqual(emulator.service.jobExecution("jobs-device", "job-c")?.statusDetails, { uptime: "42" });
+    assert.equal(runner.stats.conflicts, 1);
+    assert.ok(events.some((event) => event.startsWith("conflict job-conflict")), events.join(" | "));
+    await waitUntil(() => runner.stateName === "idle", 5000, "the runner to be idle");
+    runner.stop();
+    jobs.close();
+    client.disconnect();
+  });
+
+  test("through a broker restart: a job queued while the device is away is taken once it is restored", { timeout: 60_000 }, async () => {
+    const client = device(broker.port, "jobs-restart", { queueEntries: 16, queueBytes: 4096 });
+    const jobs = new JobsClient(client, "jobs-restart");
+    const ran: string[] = [];
+    const runner = new JobRunner(jobs, (job, finish) => {
+      ran.push(job.jobId);
+      finish("SUCCEEDED");
+    });
+    client.connect();
+    await online(client);
+    runner.start();
+    await waitUntil(() => runner.stateName === "idle" && jobs.pendingCount === 0, 5000, "the first start-next answered");
+    await broker.kill();
+    await waitUntil(() => client.stateName !== "online", 5000, "the device to notice");
+    // Created while the broker is down: its notify-next is lost (the device has a clean session).
+    emulator.service.createJob("while-away", { op: "report-status" }, ["jobs-restart"]);
+    await broker.restart();
+    await emulator.whenReady();
+    await waitUntil(() => emulator.service.jobExecution("jobs-restart", "while-away")?.status === "SUCCEEDED", 15_000, "the job taken after the restore");
+    assert.deepEqual(ran, ["while-away"]);
+    runner.stop();
+    jobs.close();
+    client.disconnect();
+  });
+
+  test("the Python-style facade end to end: createJobSubscription, sendJobsStartNext, sendJobsUpdate (the Python SDK's jobs sample)", { timeout: 30_000 }, async () => {
+    const jobsClient = new AWSIoTMQTTThingJobsClientCore(host.moddablePlatform, "facade-jobs", "facade-jobs", 1);
+    jobsClient.configureEndpoint("127.0.0.1", broker.port);
+    jobsClient.configureCredentials(DEV_PKI_FILES.caCertificateDer, DEV_PKI_FILES.deviceKeyDer, DEV_PKI_FILES.deviceCertificateDer);
+    stops.push(async () => {
+      await jobsClient.disconnect();
+    });
+    assert.equal(await jobsClient.connect(60), true);
+    await waitUntil(() => jobsClient.getMQTTConnection().getMQTTConnection()?.stateName === "online", 10_000, "the facade to be restored");
+    const started: Record<string, unknown>[] = [];
+    const updated: Record<string, unknown>[] = [];
+    const parse = (message: { payload: Uint8Array }) => JSON.parse(Buffer.from(message.payload).toString()) as Record<string, unknown>;
+    await jobsClient.createJobSubscription((_client, _userdata, message) => started.push(parse(message)), jobExecutionTopicType.JOB_START_NEXT_TOPIC, jobExecutionTopicReplyType.JOB_ACCEPTED_REPLY_TYPE);
+    await jobsClient.createJobSubscription((_client, _userdata, message) => updated.push(parse(message)), jobExecutionTopicType.JOB_UPDATE_TOPIC, jobExecutionTopicReplyType.JOB_ACCEPTED_REPLY_TYPE, "+");
+    emulator.service.createJob("py-job", { operation: "test" }, ["facade-jobs"]);
+    assert.equal(await jobsClient.sendJobsStartNext({ StartedBy: "ClientToken: facade-jobs" }), true);
+    await waitUntil(() => started.length === 1, 5000, "the start-next reply");
+    const execution = started[0].execution as { jobId: string; versionNumber: number; executionNumber: number; jobDocument: unknown };
+    assert.deepEqual([execution.jobId, execution.jobDocument, started[0].clientToken], ["py-job", { operation: "test" }, "facade-jobs"]);
+    assert.equal(await jobsClient.sendJobsUpdate(execution.jobId, jobExecutionStatus.JOB_EXECUTION_SUCCEEDED, { HandledBy: "facade-jobs" }, execution.versionNumber, execution.executionNumber, true), true);
+    await waitUntil(() => updated.length === 1, 5000, "the update reply");
+    assert.deepEqual(updated[0].executionState, { status: "SUCCEEDED", statusDetails: { HandledBy: "facade-jobs" }, versionNumber: 3 });
+    await jobsClient.disconnect();
+  });
+});
+
 describe("the Shadow client against the emulator over the embedded broker (tools/broker.ts)", () => {
   let embedded: RunningBroker;
   before(async () => {
@@ -424,7 +528,7 @@ describe("the Shadow client against the emulator over the embedded broker (tools
     stops.push(() => embedded.stop());
   });
 
-  test("update and get round trips; the embedded broker lets the emulator publish on $aws/ topics", { timeout: 30_000 }, async () => {
+  test("shadow update and get round trips and a job run; the embedded broker lets the emulator publish on $aws/ topics", { timeout: 30_000 }, async () => {
     const emulator = await startAwsEmulator({ url: embedded.url, mqtt: peerTls, clientId: "aws-emulator-embedded" });
     emulators.push(emulator);
     const client = device(embedded.port, "embedded-shadow", {});
@@ -436,6 +540,15 @@ describe("the Shadow client against the emulator over the embedded broker (tools
     assert.deepEqual([update.status, update.version], ["accepted", 1]);
     const document = await ask((done) => thing.get(done));
     assert.deepEqual((document.payload?.state as Record<string, unknown>).reported, { intervalMs: 1000 });
+    // Jobs on the same connection.
+    const jobs = new JobsClient(client, "embedded-shadow");
+    const runner = new JobRunner(jobs, (_job, finish) => finish("SUCCEEDED", { via: "embedded" }));
+    runner.start();
+    emulator.service.createJob("embedded-job", { op: "report-status" }, ["embedded-shadow"]);
+    await waitUntil(() => emulator.service.jobExecution("embedded-shadow", "embedded-job")?.status === "SUCCEEDED", 10_000, "the job run over the embedded broker");
+    assert.equal(runner.stats.succeeded, 1);
+    runner.stop();
+    jobs.close();
     shadows.close();
     client.disconnect();
   });

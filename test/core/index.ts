@@ -15,3 +15,4 @@ import "./awsiot.suite";
 import "./api-input.suite";
 import "./preload.suite";
 import "./shadow.suite";
+import "./jobs.suite";

@@ -565,3 +565,17 @@ test("shadow facade: its own connection has queueing off (as in Python), so an o
   equal(shared.getMQTTConnection()?.queuedCount, 3);
   throws(() => onShared.configureShadowLimits(2, 10), "before connect()");
 });
+
+test("shadow: a request made from a reply's callback (in the slot that reply just freed) keeps its own callback", () => {
+  const c = scene({}, { maxPending: 1 });
+  const device = c.shadows.shadow(THING);
+  device.get((status, reply) => {
+    c.record(status, reply);
+    device.update({ state: { reported: { synced: true } } }, c.record);
+  });
+  c.s.clock.settle();
+  c.reply(PREFIX + "get/accepted", { state: {}, version: 1, clientToken: "t-1" });
+  equal(c.shadows.pendingCount, 1);
+  c.reply(PREFIX + "update/accepted", { state: {}, version: 2, clientToken: "t-2" });
+  deepEqual(c.outcomes.map((outcome) => outcome.operation + " " + outcome.status), ["get accepted", "update accepted"]);
+});
