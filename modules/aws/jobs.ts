@@ -77,9 +77,9 @@ export interface UpdateOptions {
   stepTimeoutInMinutes?: number;
 }
 
-const THING_NAME = /^[A-Za-z0-9:_-]{1,128}$/;
-const JOB_ID = /^[A-Za-z0-9_-]{1,64}$/;
-const DETAILS_KEY = /^[A-Za-z0-9:_-]{1,128}$/;
+const THING_NAME = Object.freeze(/^[A-Za-z0-9:_-]{1,128}$/);
+const JOB_ID = Object.freeze(/^[A-Za-z0-9_-]{1,64}$/);
+const DETAILS_KEY = Object.freeze(/^[A-Za-z0-9:_-]{1,128}$/);
 const REPLY_FILTERS: readonly string[] = Object.freeze(["get/+", "start-next/+", "+/get/+", "+/update/+"]);
 const NOTIFY = 4;
 const NOTIFY_NEXT = 5;

@@ -73,7 +73,7 @@ export interface LayerOptions {
 }
 
 const ERROR_LISTENERS = 4;
-const TOKEN_PREFIX_PATTERN = /^[A-Za-z0-9_.:]{1,48}$/;
+const TOKEN_PREFIX_PATTERN = Object.freeze(/^[A-Za-z0-9_.:]{1,48}$/);
 const BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz";
 
 function randomPrefix(seed: number): string {

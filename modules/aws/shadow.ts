@@ -81,8 +81,8 @@ export interface ShadowClientOptions extends LayerOptions {
   maxDocumentBytes?: number;
 }
 
-const THING_NAME = /^[A-Za-z0-9:_-]{1,128}$/;
-const SHADOW_NAME = /^[A-Za-z0-9:_-]{1,64}$/;
+const THING_NAME = Object.freeze(/^[A-Za-z0-9:_-]{1,128}$/);
+const SHADOW_NAME = Object.freeze(/^[A-Za-z0-9:_-]{1,64}$/);
 
 /** What is wrong with a thing name and a shadow name ("" for the classic shadow), or "". */
 export function shadowNamesProblem(thingName: unknown, shadowName: unknown): string {
