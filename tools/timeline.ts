@@ -744,7 +744,7 @@ async function main(): Promise<void> {
       }
     }
   };
-  // process.on, not once: under tsx's preflight a once-listener does not keep the signal from ending the process.
+  // Ctrl-C or SIGTERM: the app, the broker and the scratch folder go first; a second signal while they do is ignored, not fatal.
   let interrupted = false;
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.on(signal, () => {
