@@ -13,7 +13,7 @@
 import type { InboundMessage, MqttClient } from "../client";
 import { topicFilterProblem, topicMatches } from "../topic";
 import { ErrorCode, invalid, IoTLinkError, shown, wholeNumber } from "../types";
-import { hasAt, indexOfCode, isRest, parsePayload } from "./json";
+import { hasAt, indexOfCode, isRest, Needs, parsePayload } from "./json";
 import { checkTimeout, type LayerOptions, REPLY_STATUS_NAMES, ReplyLayer, ReplyStatus } from "./requests";
 
 export { REPLY_STATUS_NAMES, ReplyStatus } from "./requests";
@@ -299,7 +299,7 @@ export class JobsClient extends ReplyLayer {
     }
     const rejected = isRest(topic, "rejected", rest, 8);
     if (!rejected && !isRest(topic, "accepted", rest, 8)) return;
-    this.fields.scan(payload);
+    this.fields.scan(payload, rejected ? Needs.Token | Needs.Code : Needs.Token);
     const slot = this.matchReply(payload, 0, operation);
     if (slot >= 0) this.complete(slot, rejected ? ReplyStatus.Rejected : ReplyStatus.Accepted, payload);
   }

@@ -19,6 +19,8 @@ const CLOSE_BRACE = 0x7d;
 const OPEN_BRACKET = 0x5b;
 const CLOSE_BRACKET = 0x5d;
 const MINUS = 0x2d;
+/** In a JSON text, outside strings, the only bytes up to this one are whitespace. */
+const SPACE = 0x20;
 const ZERO = 0x30;
 const NINE = 0x39;
 
@@ -87,16 +89,45 @@ function bytesAre(bytes: Uint8Array, start: number, end: number, key: string, ke
   return true;
 }
 
-const enum Key {
-  None = 0,
-  ClientToken = 1,
+/** What a scan must find (ReplyFields.scan): the clientToken, the version, the error code. */
+export const enum Needs {
+  Token = 1,
   Version = 2,
-  Code = 3,
+  Code = 4,
+  All = 7,
+}
+
+/** The closing quote of the string whose characters start at `start`: the first quote not escaped. -1 if none. */
+function closingQuote(bytes: Uint8Array, start: number): number {
+  let stop = bytes.indexOf(QUOTE, start);
+  while (stop > 0) {
+    let k = stop - 1;
+    while (k >= start && bytes[k] === BACKSLASH) k--;
+    if (((stop - 1 - k) & 1) === 0) return stop;
+    stop = bytes.indexOf(QUOTE, stop + 1);
+  }
+  return -1;
+}
+
+/** The opening quote of the string whose closing quote is at `close` (searching backwards), or -1. */
+function openingQuote(bytes: Uint8Array, close: number): number {
+  let open = bytes.lastIndexOf(QUOTE, close - 1);
+  while (open > 0) {
+    let k = open - 1;
+    while (k > 0 && bytes[k] === BACKSLASH) k--;
+    if (((open - 1 - k) & 1) === 0) return open;
+    open = bytes.lastIndexOf(QUOTE, open - 1);
+  }
+  return -1;
 }
 
 /**
- * The top-level fields a reply is routed by, read in one pass over its bytes: nothing is allocated,
- * and keys of the same name inside `state` are not mistaken for them. One instance is reused.
+ * The top-level fields a reply is routed by (clientToken, version, code), read without allocating,
+ * and without mistaking keys of the same names inside `state`. AWS puts them before or after the
+ * document's objects ({"version":...,"state":{...}} for a delta, {"state":{...},...,"version":...,
+ * "clientToken":...} for a reply), so the members before the first object and after the last one
+ * are read first (from both ends); the objects are walked only when what is needed is not found
+ * there. One instance is reused.
  */
 export class ReplyFields {
   /** The byte range of the clientToken's characters (without quotes); -1 when there is none. */
@@ -111,67 +142,176 @@ export class ReplyFields {
   codeEnd = -1;
   /** Whether the bytes started as a JSON object. */
   isObject = false;
+  private found = 0;
 
-  scan(bytes: Uint8Array): void {
+  /** Reads the top-level fields of `bytes`; `needs` says which must be found for the scan to stop early. */
+  scan(bytes: Uint8Array, needs: number = Needs.All): void {
     this.tokenStart = this.tokenEnd = this.codeStart = this.codeEnd = this.version = -1;
     this.code = 0;
+    this.found = 0;
     this.isObject = false;
     const end = bytes.length;
     let i = 0;
-    while (i < end && isSpace(bytes[i])) i++;
+    while (i < end && bytes[i] <= SPACE) i++;
     if (i === end || bytes[i] !== OPEN_BRACE) return;
     this.isObject = true;
+    const forward = this.leading(bytes, i + 1);
+    if (forward === -1 || (this.found & needs) === needs) return;
+    if (this.trailing(bytes) && (this.found & needs) === needs) return;
+    this.walk(bytes, i);
+  }
+
+  /** Notes a scalar value of a top-level key: bytes[start, stop) is the value (a string's characters when `text`). */
+  private take(bytes: Uint8Array, keyStart: number, keyEnd: number, start: number, stop: number, text: boolean): void {
+    if (text) {
+      if (bytesAre(bytes, keyStart, keyEnd, "clientToken", 11)) {
+        this.tokenStart = start;
+        this.tokenEnd = stop;
+        this.found |= Needs.Token;
+      } else if (bytesAre(bytes, keyStart, keyEnd, "code", 4)) {
+        this.codeStart = start;
+        this.codeEnd = stop;
+        this.found |= Needs.Code;
+      }
+      return;
+    }
+    const negative = bytes[start] === MINUS;
+    // A number: true, false and null are not versions or codes.
+    if (!negative && !(bytes[start] >= ZERO && bytes[start] <= NINE)) return;
+    const isVersion = bytesAre(bytes, keyStart, keyEnd, "version", 7);
+    if (!isVersion && !bytesAre(bytes, keyStart, keyEnd, "code", 4)) return;
+    let value = 0;
+    for (let k = negative ? start + 1 : start; k < stop && bytes[k] >= ZERO && bytes[k] <= NINE; k++) value = value * 10 + (bytes[k] - ZERO);
+    if (negative) value = -value;
+    if (isVersion) {
+      this.version = value;
+      this.found |= Needs.Version;
+    } else {
+      this.code = value;
+      this.found |= Needs.Code;
+    }
+  }
+
+  /**
+   * The members from the top-level object's start up to its first object or array value: -1 when
+   * it reached the end of the object (every member seen), else where it stopped.
+   */
+  private leading(bytes: Uint8Array, from: number): number {
+    const end = bytes.length;
+    let i = from;
+    for (;;) {
+      while (i < end && bytes[i] <= SPACE) i++;
+      if (i >= end) return i;
+      if (bytes[i] === CLOSE_BRACE) return -1;
+      if (bytes[i] !== QUOTE) return i;
+      const keyStart = i + 1;
+      const keyEnd = closingQuote(bytes, keyStart);
+      if (keyEnd < 0) return end;
+      i = keyEnd + 1;
+      while (i < end && bytes[i] <= SPACE) i++;
+      if (bytes[i] !== COLON) return i;
+      i++;
+      while (i < end && bytes[i] <= SPACE) i++;
+      const first = bytes[i];
+      if (first === QUOTE) {
+        const stop = closingQuote(bytes, i + 1);
+        if (stop < 0) return end;
+        this.take(bytes, keyStart, keyEnd, i + 1, stop, true);
+        i = stop + 1;
+      } else if (first === OPEN_BRACE || first === OPEN_BRACKET) {
+        return i;
+      } else {
+        const start = i;
+        while (i < end && bytes[i] !== COMMA && bytes[i] !== CLOSE_BRACE && bytes[i] > SPACE) i++;
+        this.take(bytes, keyStart, keyEnd, start, i, false);
+      }
+      while (i < end && bytes[i] <= SPACE) i++;
+      if (bytes[i] === COMMA) i++;
+      else return bytes[i] === CLOSE_BRACE ? -1 : i;
+    }
+  }
+
+  /** The members after the top-level object's last object or array value, read backwards; false if the bytes are malformed there. */
+  private trailing(bytes: Uint8Array): boolean {
+    let j = bytes.length - 1;
+    while (j > 0 && bytes[j] <= SPACE) j--;
+    if (bytes[j] !== CLOSE_BRACE) return false;
+    j--;
+    for (;;) {
+      while (j > 0 && bytes[j] <= SPACE) j--;
+      const last = bytes[j];
+      let start: number;
+      let stop: number;
+      let text = false;
+      if (last === QUOTE) {
+        const open = openingQuote(bytes, j);
+        if (open < 0) return false;
+        start = open + 1;
+        stop = j;
+        text = true;
+        j = open - 1;
+      } else if (last === CLOSE_BRACE || last === CLOSE_BRACKET || last === OPEN_BRACE) {
+        return true;
+      } else {
+        stop = j + 1;
+        while (j > 0 && bytes[j] !== COLON && bytes[j] > SPACE) j--;
+        start = j + 1;
+      }
+      while (j > 0 && bytes[j] <= SPACE) j--;
+      if (bytes[j] !== COLON) return false;
+      j--;
+      while (j > 0 && bytes[j] <= SPACE) j--;
+      if (bytes[j] !== QUOTE) return false;
+      const keyOpen = openingQuote(bytes, j);
+      if (keyOpen < 0) return false;
+      this.take(bytes, keyOpen + 1, j, start, stop, text);
+      j = keyOpen - 1;
+      while (j > 0 && bytes[j] <= SPACE) j--;
+      if (bytes[j] === COMMA) j--;
+      else return bytes[j] === OPEN_BRACE;
+    }
+  }
+
+  /** Every member, walking into the objects to find where each ends (the slow path). */
+  private walk(bytes: Uint8Array, from: number): void {
+    const end = bytes.length;
+    let i = from;
     let depth = 0;
-    // The key whose value comes next (depth 1 only).
-    let pending = Key.None;
     while (i < end) {
       const c = bytes[i];
       if (c === QUOTE) {
-        const start = ++i;
-        while (i < end) {
-          const d = bytes[i];
-          if (d === BACKSLASH) i += 2;
-          else if (d === QUOTE) break;
-          else i++;
-        }
-        const stop = i < end ? i : end;
-        i++;
+        const start = i + 1;
+        const stop = closingQuote(bytes, start);
+        if (stop < 0) return;
+        i = stop + 1;
         if (depth !== 1) continue;
-        if (pending !== Key.None) {
-          // A text value of a key we want.
-          if (pending === Key.ClientToken) {
-            this.tokenStart = start;
-            this.tokenEnd = stop;
-          } else if (pending === Key.Code) {
-            this.codeStart = start;
-            this.codeEnd = stop;
-          }
-          pending = Key.None;
-          continue;
-        }
         let j = i;
-        while (j < end && isSpace(bytes[j])) j++;
+        while (j < end && bytes[j] <= SPACE) j++;
         if (j === end || bytes[j] !== COLON) continue;
-        // A key: which one, and where its value starts.
-        const key = bytesAre(bytes, start, stop, "clientToken", 11) ? Key.ClientToken : bytesAre(bytes, start, stop, "version", 7) ? Key.Version : bytesAre(bytes, start, stop, "code", 4) ? Key.Code : Key.None;
+        // A key: its value, when a scalar, is taken; an object or array is walked on.
         i = j + 1;
-        while (i < end && isSpace(bytes[i])) i++;
-        if (key === Key.None || i === end) continue;
+        while (i < end && bytes[i] <= SPACE) i++;
         const first = bytes[i];
-        if (first === QUOTE) pending = key;
-        else if ((first >= ZERO && first <= NINE) || first === MINUS) {
-          let value = 0;
-          let k = first === MINUS ? i + 1 : i;
-          for (; k < end && bytes[k] >= ZERO && bytes[k] <= NINE; k++) value = value * 10 + (bytes[k] - ZERO);
-          if (first === MINUS) value = -value;
-          if (key === Key.Version) this.version = value;
-          else if (key === Key.Code) this.code = value;
-          i = k;
+        if (first === QUOTE) {
+          const valueStop = closingQuote(bytes, i + 1);
+          if (valueStop < 0) return;
+          this.take(bytes, start, stop, i + 1, valueStop, true);
+          i = valueStop + 1;
+        } else if (first !== OPEN_BRACE && first !== OPEN_BRACKET) {
+          const valueStart = i;
+          while (i < end && bytes[i] !== COMMA && bytes[i] !== CLOSE_BRACE && bytes[i] > SPACE) i++;
+          this.take(bytes, start, stop, valueStart, i, false);
         }
         continue;
       }
       if (c === OPEN_BRACE || c === OPEN_BRACKET) depth++;
       else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) depth--;
+      else if (c >= ZERO && c <= NINE) {
+        // A run of digits (timestamps): nothing in it matters.
+        do i++;
+        while (i < end && bytes[i] >= ZERO && bytes[i] <= NINE);
+        continue;
+      }
       i++;
     }
   }
@@ -197,10 +337,12 @@ export class ReplyFields {
   }
 }
 
+const indexOf = String.prototype.indexOf;
+
 /**
  * Checks that `text` is one JSON object, walking its characters once without building anything, and
  * that it has no top-level "clientToken" (the layer sets its own). Returns "" when it is fine, else
- * what is wrong. `shape` then tells whether the object had members and where its closing brace is.
+ * what is wrong; `hasMembers` and `closeAt` then describe the object.
  */
 export class JsonObjectCheck {
   /** Whether the top-level object has at least one member. */
@@ -208,12 +350,16 @@ export class JsonObjectCheck {
   /** Index of the closing brace of the top-level object. */
   closeAt = -1;
 
+  /** Where the next backslash is, at or after the string being read (-1: none left). */
+  private escapeAt = -1;
+
   problem(text: string, maxDepth: number): string {
     this.hasMembers = false;
     this.closeAt = -1;
+    this.escapeAt = indexOf.call(text, "\\", 0);
     let i = 0;
     let c = charCodeAt.call(text, i);
-    while (isSpace(c)) c = charCodeAt.call(text, ++i);
+    while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = charCodeAt.call(text, ++i);
     if (c !== OPEN_BRACE) return "the document must be a JSON object";
     // Containers, innermost last: a bit per level, 1 for an object (up to 30 levels).
     let kinds = 0;
@@ -222,7 +368,7 @@ export class JsonObjectCheck {
     let expect = 0;
     for (;;) {
       c = charCodeAt.call(text, i);
-      while (isSpace(c)) c = charCodeAt.call(text, ++i);
+      while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = charCodeAt.call(text, ++i);
       if (c !== c) return depth === 0 && expect === 2 ? "" : "the JSON text ends early";
       if (expect === 2) {
         if (depth === 0) return "more text after the JSON object";
@@ -241,14 +387,14 @@ export class JsonObjectCheck {
       if (expect === 1) {
         if (c !== QUOTE) return "a key must be a string (at " + i + ")";
         const start = i + 1;
-        i = skipString(text, i);
+        i = this.skipString(text, i);
         if (i < 0) return "bad string in a key";
         if (depth === 1) {
           this.hasMembers = true;
           if (i - 1 - start === 11 && hasAt(text, "clientToken", start)) return "the document has its own clientToken; the client sets one per request";
         }
         c = charCodeAt.call(text, i);
-        while (isSpace(c)) c = charCodeAt.call(text, ++i);
+        while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = charCodeAt.call(text, ++i);
         if (c !== COLON) return "a key must be followed by ':' (at " + i + ")";
         i++;
         expect = 0;
@@ -261,7 +407,7 @@ export class JsonObjectCheck {
         depth++;
         i++;
         let d = charCodeAt.call(text, i);
-        while (isSpace(d)) d = charCodeAt.call(text, ++i);
+        while (d === 0x20 || d === 0x0a || d === 0x0d || d === 0x09) d = charCodeAt.call(text, ++i);
         if (d === (c === OPEN_BRACE ? CLOSE_BRACE : CLOSE_BRACKET)) {
           if (depth === 1) this.closeAt = i;
           kinds >>>= 1;
@@ -271,7 +417,7 @@ export class JsonObjectCheck {
         } else expect = c === OPEN_BRACE ? 1 : 0;
         continue;
       }
-      if (c === QUOTE) i = skipString(text, i);
+      if (c === QUOTE) i = this.skipString(text, i);
       else if (c === MINUS || (c >= ZERO && c <= NINE)) i = skipNumber(text, i);
       else if (hasAt(text, "true", i)) i += 4;
       else if (hasAt(text, "false", i)) i += 5;
@@ -281,30 +427,39 @@ export class JsonObjectCheck {
       expect = 2;
     }
   }
-}
 
-/** The index after the string that starts (with its quote) at `at`, or -1. */
-function skipString(text: string, at: number): number {
-  let i = at + 1;
-  for (;;) {
-    const c = charCodeAt.call(text, i);
-    if (c !== c || c < 0x20) return -1;
-    if (c === QUOTE) return i + 1;
-    if (c === BACKSLASH) {
-      const e = charCodeAt.call(text, i + 1);
-      if (e === 0x75) {
-        for (let k = 2; k < 6; k++) {
-          const h = charCodeAt.call(text, i + k);
-          if (!((h >= ZERO && h <= NINE) || (h >= 0x41 && h <= 0x46) || (h >= 0x61 && h <= 0x66))) return -1;
+  /**
+   * The index after the string that starts (with its quote) at `at`, or -1. Without a backslash the
+   * closing quote is found natively (control characters inside it are then left for the service to
+   * refuse, with a 400); escapes are checked one by one.
+   */
+  private skipString(text: string, at: number): number {
+    const close = indexOf.call(text, "\"", at + 1);
+    if (close < 0) return -1;
+    // The next backslash, looked for again only once the reading has passed it: one pass in all.
+    if (this.escapeAt >= 0 && this.escapeAt <= at) this.escapeAt = indexOf.call(text, "\\", at + 1);
+    if (this.escapeAt < 0 || this.escapeAt > close) return close + 1;
+    let i = at + 1;
+    for (;;) {
+      const c = charCodeAt.call(text, i);
+      if (c !== c || c < 0x20) return -1;
+      if (c === QUOTE) return i + 1;
+      if (c === BACKSLASH) {
+        const e = charCodeAt.call(text, i + 1);
+        if (e === 0x75) {
+          for (let k = 2; k < 6; k++) {
+            const h = charCodeAt.call(text, i + k);
+            if (!((h >= ZERO && h <= NINE) || (h >= 0x41 && h <= 0x46) || (h >= 0x61 && h <= 0x66))) return -1;
+          }
+          i += 6;
+          continue;
         }
-        i += 6;
+        if (e !== QUOTE && e !== BACKSLASH && e !== 0x2f && e !== 0x62 && e !== 0x66 && e !== 0x6e && e !== 0x72 && e !== 0x74) return -1;
+        i += 2;
         continue;
       }
-      if (e !== QUOTE && e !== BACKSLASH && e !== 0x2f && e !== 0x62 && e !== 0x66 && e !== 0x6e && e !== 0x72 && e !== 0x74) return -1;
-      i += 2;
-      continue;
+      i++;
     }
-    i++;
   }
 }
 
@@ -318,7 +473,10 @@ function skipNumber(text: string, at: number): number {
   if (charCodeAt.call(text, i) === MINUS) i++;
   const first = charCodeAt.call(text, i);
   if (first === ZERO) i++;
-  else if (isDigit(first)) while (isDigit(charCodeAt.call(text, i))) i++;
+  else if (first >= ZERO && first <= NINE) {
+    let c = charCodeAt.call(text, ++i);
+    while (c >= ZERO && c <= NINE) c = charCodeAt.call(text, ++i);
+  }
   else return -1;
   if (charCodeAt.call(text, i) === 0x2e) {
     i++;

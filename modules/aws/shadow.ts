@@ -16,7 +16,7 @@
 import type { InboundMessage, MqttClient } from "../client";
 import { utf8Length, writeUtf8 } from "../topic";
 import { ErrorCode, invalid, IoTLinkError, shown, wholeNumber } from "../types";
-import { endsAt, hasAt, JsonObjectCheck, writeAscii } from "./json";
+import { JsonObjectCheck, Needs, writeAscii } from "./json";
 import { checkTimeout, type LayerOptions, ReplyLayer, ReplyStatus } from "./requests";
 
 export { REPLY_STATUS_NAMES, ReplyStatus } from "./requests";
@@ -94,20 +94,10 @@ export function shadowNamesProblem(thingName: unknown, shadowName: unknown): str
 // Reply topics after a shadow's prefix, in filter order: accepted and rejected of get, update,
 // delete (2 * operation + rejected), then delta and documents.
 const SUFFIXES: readonly string[] = Object.freeze(["get/accepted", "get/rejected", "update/accepted", "update/rejected", "delete/accepted", "delete/rejected", "update/delta", "update/documents"]);
-const SUFFIX_LENGTHS: readonly number[] = Object.freeze([12, 12, 15, 15, 15, 15, 12, 16]);
 const DELTA = 6;
 const DOCUMENTS = 7;
 const FILTERS_PER_SHADOW = 8;
 const charCodeAt = String.prototype.charCodeAt;
-
-/** The topic after a shadow's prefix, as an index into SUFFIXES, or -1. */
-function suffixAt(topic: string, at: number): number {
-  for (let k = 0; k < FILTERS_PER_SHADOW; k++) {
-    const suffix = SUFFIXES[k];
-    if (charCodeAt.call(topic, at) === charCodeAt.call(suffix, 0) && hasAt(topic, suffix, at) && endsAt(topic, at + SUFFIX_LENGTHS[k])) return k;
-  }
-  return -1;
-}
 
 /** The bytes of a QoS 1 PUBLISH with a topic and a payload of these sizes. */
 function publishPacketBytes(topicBytes: number, payloadBytes: number): number {
@@ -124,6 +114,8 @@ export class ShadowClient extends ReplyLayer {
   private readonly prefixLength: number[] = [];
   /** Per shadow, the get, update and delete topics. */
   private readonly requestTopics: string[] = [];
+  /** Per shadow, its eight reply topics (SUFFIXES' order). */
+  private readonly replyTopics: string[] = [];
   private readonly filterSlots: Int16Array;
   private readonly lastVersions: Float64Array;
   private readonly deltaHandler: (ShadowMessageHandler | undefined)[];
@@ -161,7 +153,11 @@ export class ShadowClient extends ReplyLayer {
     if (known >= 0) return this.shadows[known];
     const index = this.shadows.length;
     if (index === this.maxShadows) throw new IoTLinkError(ErrorCode.NotAccepted, "this ShadowClient serves " + this.maxShadows + " shadows already (maxShadows)");
-    for (let k = 0; k < FILTERS_PER_SHADOW; k++) this.filterSlots[index * FILTERS_PER_SHADOW + k] = this.filterSlot(prefix + SUFFIXES[k]);
+    for (let k = 0; k < FILTERS_PER_SHADOW; k++) {
+      const topic = prefix + SUFFIXES[k];
+      this.filterSlots[index * FILTERS_PER_SHADOW + k] = this.filterSlot(topic);
+      this.replyTopics.push(topic);
+    }
     const shadow = new Shadow(this, index, thingName, shadowName, prefix);
     this.shadows.push(shadow);
     this.prefix.push(prefix);
@@ -253,20 +249,20 @@ export class ShadowClient extends ReplyLayer {
   protected route(message: InboundMessage): void {
     const topic = message.topic;
     if (charCodeAt.call(topic, 0) !== 0x24) return; // "$"
-    const prefixes = this.prefix;
-    for (let index = 0; index < prefixes.length; index++) {
-      if (!hasAt(topic, prefixes[index], 0)) continue;
-      // A classic shadow's prefix also starts its thing's named shadows' topics: the suffix decides.
-      const kind = suffixAt(topic, this.prefixLength[index]);
-      if (kind < 0) continue;
-      this.onReply(index, kind, message.payload);
+    // Whole topics compared (natively): shadow i's reply topics are at 8 * i + kind.
+    const topics = this.replyTopics;
+    for (let t = 0; t < topics.length; t++) {
+      if (topics[t] !== topic) continue;
+      this.onReply(t >> 3, t & 7, message.payload);
       return;
     }
   }
 
   private onReply(index: number, kind: number, payload: Uint8Array): void {
     const fields = this.fields;
-    fields.scan(payload);
+    // What each message needs read: a delta its version, a reply its token and version or code.
+    if (kind === DELTA) fields.scan(payload, Needs.Version);
+    else if (kind < DELTA) fields.scan(payload, (kind & 1) === 0 ? Needs.Token | Needs.Version : Needs.Token | Needs.Code);
     if (kind >= DELTA) {
       const handler = kind === DELTA ? this.deltaHandler[index] : this.documentsHandler[index];
       if (kind === DELTA) {

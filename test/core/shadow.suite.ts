@@ -11,6 +11,7 @@ import { AWSIoTMQTTShadowClientCore, REQUEST_TIME_OUT } from "../../modules/aws/
 import { REPLY_STATUS_NAMES, ReplyStatus, SHADOW_MAX_DOCUMENT_BYTES, ShadowClient, type ShadowClientOptions, type ShadowReply } from "../../modules/aws/shadow";
 import type { ClientOptions } from "../../modules/client";
 import { DROP_NEWEST, DROP_OLDEST, ErrorCode, type IoTLinkError, type Platform } from "../../modules/types";
+import * as fc from "fast-check";
 import { deepEqual, equal, ok, test, throws } from "../harness";
 import { fromUtf8 } from "../support/broker-codec";
 import { ScriptedBroker } from "../support/scripted-broker";
@@ -456,7 +457,12 @@ test("json: the reply scan reads only top-level fields, and the object check fol
   equal(fields.isObject, false);
   const check = new json.JsonObjectCheck();
   for (const good of ['{"a":[1,-2.5e3,true,false,null,"\\u00e9\\n"],"b":{}}', "{}", ' { "a" : { "b" : [ ] } } ']) equal(check.problem(good, 30), "", good);
-  for (const bad of ['{"a":01}', '{"a":.5}', '{"a":"\\x"}', '{"a":tru}', '{a:1}', '{"a":1,}', '{"a":[1,]}', '{"a":1}}', "", '{"a":"\u0001"}']) ok(check.problem(bad, 30) !== "", bad);
+  for (const bad of ['{"a":01}', '{"a":.5}', '{"a":"\\x"}', '{"a":tru}', '{a:1}', '{"a":1,}', '{"a":[1,]}', '{"a":1}}', ""]) ok(check.problem(bad, 30) !== "", bad);
+  equal(check.problem('{"a":"\u0001"}', 30), "", "a raw control character in a string is left for the service to refuse (400)");
+  const escaped = bytes('{"clientToken":"a\\\\","state":{"x":"\\"version\\":1"},"version":3}');
+  fields.scan(escaped);
+  equal(fields.version, 3, "escaped quotes and backslashes inside strings");
+  equal(fields.tokenEnd - fields.tokenStart, 3);
   equal(check.problem('{"a":{"b":{"c":1}}}', 2), "nested more than 2 levels");
   equal(check.problem('{"a":{"b":{"c":1}}}', 3), "");
   equal(textOf(bytes("héllo €")), "héllo €");
@@ -578,4 +584,82 @@ test("shadow: a request made from a reply's callback (in the slot that reply jus
   equal(c.shadows.pendingCount, 1);
   c.reply(PREFIX + "update/accepted", { state: {}, version: 2, clientToken: "t-2" });
   deepEqual(c.outcomes.map((outcome) => outcome.operation + " " + outcome.status), ["get accepted", "update accepted"]);
+});
+
+/**
+ * JSON texts of any shape, made as text (fast-check's own object builders assign keys such as
+ * "toString", which a frozen Object.prototype refuses on XS; JSON.parse defines them instead).
+ */
+const jsonText: fc.Arbitrary<string> = fc.letrec<{ value: string; array: string; object: string }>((tie) => ({
+  value: fc.oneof(
+    { depthSize: "small" },
+    fc.integer().map(String),
+    fc.double({ noNaN: true, noDefaultInfinity: true }).map((value) => JSON.stringify(value)),
+    fc.string({ maxLength: 8 }).map((value) => JSON.stringify(value)),
+    fc.constantFrom("true", "false", "null"),
+    tie("array"),
+    tie("object"),
+  ),
+  array: fc.array(tie("value"), { maxLength: 3 }).map((values) => "[" + values.join(",") + "]"),
+  object: fc.tuple(fc.array(fc.tuple(fc.string({ maxLength: 6 }), tie("value")), { maxLength: 3 }), fc.constantFrom(",", " ,\n  ")).map(([members, separator]) => "{" + members.map(([key, value]) => JSON.stringify(key) + ":" + value).join(separator) + "}"),
+})).value;
+
+test("json: property: the reply scan, stopping early or not, finds the top-level clientToken, version and code JSON.parse finds", () => {
+  const fields = new json.ReplyFields();
+  const nested = jsonText.map((text) => JSON.parse(text) as unknown);
+  const member = fc.oneof(
+    // Versions and codes are whole numbers (AWS's); any other value of those keys is not one.
+    fc.tuple(fc.constant("version"), fc.oneof(fc.nat(), nested.filter((value) => typeof value !== "number"))),
+    fc.tuple(fc.constant("code"), fc.oneof(fc.nat(1000), fc.constantFrom("VersionMismatch", "ResourceNotFound"), nested.filter((value) => typeof value !== "number"))),
+    fc.tuple(fc.constant("clientToken"), fc.string({ maxLength: 12 })),
+    fc.tuple(fc.constantFrom("state", "metadata", "execution"), fc.uniqueArray(fc.tuple(fc.constantFrom("version", "clientToken", "code", "a", "b"), nested), { selector: (entry) => entry[0], maxLength: 4 }).map((entries) => JSON.parse("{" + entries.map(([key, value]) => JSON.stringify(key) + ":" + JSON.stringify(value)).join(",") + "}") as unknown)),
+    fc.tuple(fc.constantFrom("timestamp", "message", "x"), nested),
+  );
+  const document = fc.tuple(fc.uniqueArray(member, { selector: (entry) => entry[0], maxLength: 7 }), fc.constantFrom(0, 1, 2));
+  fc.assert(
+    fc.property(document, ([members, indent]) => {
+      const object: Record<string, unknown> = {};
+      for (const [key, value] of members) object[key] = value;
+      const text = JSON.stringify(object, null, indent);
+      const bytes = new TextEncoder().encode(text);
+      for (const needs of [json.Needs.All, json.Needs.Version, json.Needs.Token | json.Needs.Version, json.Needs.Token | json.Needs.Code]) {
+        fields.scan(bytes, needs);
+        if (needs & json.Needs.Version) equal(fields.version, typeof object.version === "number" ? object.version : -1, text);
+        if (needs & json.Needs.Code) {
+          equal(fields.code, typeof object.code === "number" ? object.code : 0, text);
+          equal(fields.codeText(bytes), typeof object.code === "string" ? JSON.stringify(object.code).slice(1, -1) : "", text);
+        }
+        if (needs & json.Needs.Token) equal(fields.tokenStart < 0 ? undefined : textOf(bytes.subarray(fields.tokenStart, fields.tokenEnd)), typeof object.clientToken === "string" ? JSON.stringify(object.clientToken).slice(1, -1) : undefined, text);
+      }
+    }),
+    { seed: 15, numRuns: 150 },
+  );
+  ok(true);
+});
+
+test("json: property: the object check accepts what JSON.parse reads as an object without a clientToken, and refuses the rest", () => {
+  const check = new json.JsonObjectCheck();
+  const oracle = (text: string): boolean => {
+    try {
+      const value = JSON.parse(text) as unknown;
+      return typeof value === "object" && value !== null && !Array.isArray(value) && !Object.prototype.hasOwnProperty.call(value, "clientToken");
+    } catch {
+      return false;
+    }
+  };
+  const object = jsonText.filter((text) => text.charAt(0) === "{");
+  // Valid documents, and documents cut short or with one character removed or doubled.
+  const text = fc.tuple(fc.oneof(object, jsonText), fc.nat(), fc.constantFrom("whole", "cut", "drop", "double")).map(([whole, at, how]) => {
+    const i = at % (whole.length + 1);
+    return how === "whole" ? whole : how === "cut" ? whole.slice(0, i) : how === "drop" ? whole.slice(0, i) + whole.slice(i + 1) : whole.slice(0, i) + whole.charAt(i) + whole.slice(i);
+  });
+  fc.assert(
+    fc.property(text, (candidate) => {
+      const problem = check.problem(candidate, 30);
+      equal(problem === "", oracle(candidate), candidate + " -> " + problem);
+      if (problem === "") equal(candidate.charAt(check.closeAt), "}");
+    }),
+    { seed: 7, numRuns: 400 },
+  );
+  ok(true);
 });
