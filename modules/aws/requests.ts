@@ -57,7 +57,7 @@ export interface ReplyStats {
   rejected: number;
   timedOut: number;
   dropped: number;
-  /** Replies whose client token named no waiting request (late, or another client's). */
+  /** Replies with one of this layer's client tokens that no waiting request has (late: after a timeout, or again). */
   unmatched: number;
   /** User callbacks that threw (each reported to the `error` listeners). */
   callbackErrors: number;
