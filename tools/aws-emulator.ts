@@ -710,7 +710,12 @@ export async function startAwsEmulator(options: AwsEmulatorOptions): Promise<Run
     resubscribe: false,
     ...options.mqtt,
   });
-  const service = new AwsIotService((message) => client.publish(message.topic, message.payload, { qos: message.qos }), options);
+  // Published to whoever is subscribed now, as AWS does: not kept for later while the broker is away
+  // (MQTT.js would queue it and deliver a delta to a device that reconnected without a session).
+  const service = new AwsIotService((message) => {
+    if (!client.connected) return log(`emulator: not connected, ${message.topic} not sent`);
+    client.publish(message.topic, message.payload, { qos: message.qos });
+  }, options);
   let ready = false;
   let connections = 0;
   const waiters = new Set<() => void>();

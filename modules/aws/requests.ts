@@ -253,6 +253,8 @@ export abstract class ReplyLayer implements TimerUser {
    */
   protected send(id: number, owner: number, operation: number, callback: ((...args: never[]) => void) | undefined, timeoutMs: number, topic: string, payload: Uint8Array | string): number {
     const slot = this.phase.indexOf(Phase.Free);
+    // A listener the client called while the subscriptions were asked for may have taken the last slot.
+    if (slot < 0) this.checkRoom();
     this.requestId[slot] = id;
     this.owner[slot] = owner;
     this.operation[slot] = operation;
