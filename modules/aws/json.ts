@@ -24,10 +24,6 @@ const SPACE = 0x20;
 const ZERO = 0x30;
 const NINE = 0x39;
 
-function isSpace(code: number): boolean {
-  return code === 0x20 || code === 0x0a || code === 0x0d || code === 0x09;
-}
-
 type FromArrayBuffer = (buffer: ArrayBufferLike, offset: number, length: number) => string;
 type Decoder = { decode(bytes: Uint8Array): string };
 // XS (Moddable and xsnap) decodes UTF-8 straight from the buffer; Node has TextDecoder.
