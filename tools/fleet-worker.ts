@@ -12,6 +12,7 @@ import { pathToFileURL } from "node:url";
 import type { ClientOptions, MqttClient } from "../modules/client.ts";
 import type { DesktopHost } from "./desktop-build.ts";
 import { epochMs, LOOPBACK } from "./fleet-gate.ts";
+import { memoizeCredentialParsing, memoStats, type MemoStats } from "./fleet-memo.ts";
 
 export interface BackoffSpec {
   readonly baseMs: number;
@@ -37,6 +38,8 @@ export interface WorkerConfig {
   readonly connectTimeoutMs: number;
   /** Deadline for the initial connection of every device. */
   readonly connectDeadlineMs: number;
+  /** Reuse the parsed certificate, key and CA across attempts (tools/fleet-memo.ts). */
+  readonly memo: boolean;
 }
 
 export interface Mark {
@@ -76,6 +79,8 @@ export interface WorkerReport {
   readonly marks: Mark[];
   /** Epoch ms of every transport opening (state "opening"): attempts as the devices made them. */
   readonly openings: number[];
+  /** Epoch ms of every failed attempt (an error event), as the devices saw them. */
+  readonly failures: number[];
   /** Per device, since the fault mark: epoch ms of going offline, online and restored (0: never). */
   readonly offlineAt: number[];
   readonly onlineAt: number[];
@@ -87,6 +92,7 @@ export interface WorkerReport {
   readonly stats: { sent: number; acknowledged: number; resent: number; timedOut: number; dropped: number; connects: number; protocolErrors: number; callbackErrors: number };
   readonly traces: number;
   readonly lastTraces: string[];
+  readonly memo: MemoStats;
 }
 
 type ParentMessage =
@@ -129,6 +135,7 @@ interface Device {
 }
 
 async function main(config: WorkerConfig): Promise<void> {
+  if (config.memo) memoizeCredentialParsing();
   const host = (await import(pathToFileURL(config.bundle).href)) as DesktopHost;
   host.setResourceDirectory(config.pki);
   host.resetConfig();
@@ -144,6 +151,7 @@ async function main(config: WorkerConfig): Promise<void> {
   mark("loaded");
 
   const openings: number[] = [];
+  const failures: number[] = [];
   const errors: Record<string, number> = {};
   let faultMarked = false;
   let offlineCount = 0;
@@ -191,6 +199,7 @@ async function main(config: WorkerConfig): Promise<void> {
       }
     });
     client.on("error", (error) => {
+      failures.push(epochMs());
       const key = error.code + ": " + error.message.replace(/\d+/g, "#").slice(0, 100);
       errors[key] = (errors[key] ?? 0) + 1;
     });
@@ -267,6 +276,7 @@ async function main(config: WorkerConfig): Promise<void> {
       ledgers: devices.map((device) => ({ published: device.seq, dropped: device.dropped })),
       marks,
       openings,
+      failures,
       offlineAt: devices.map((device) => device.offlineAt),
       onlineAt: devices.map((device) => device.onlineAt),
       restoredAt: devices.map((device) => device.restoredAt),
@@ -276,6 +286,7 @@ async function main(config: WorkerConfig): Promise<void> {
       stats,
       traces,
       lastTraces,
+      memo: memoStats,
     };
   };
 

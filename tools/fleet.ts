@@ -96,6 +96,8 @@ export interface FleetOptions {
   readonly recoverSeconds: number;
   readonly steadySeconds: number;
   readonly rampPerSecond: number;
+  /** Reuse the devices' parsed certificate, key and CA across attempts (tools/fleet-memo.ts). */
+  readonly memo: boolean;
   /** Fleet sizes for the cost table (steady state, no fault). */
   readonly scale: readonly number[];
   readonly scaleSteadySeconds: number;
@@ -376,6 +378,9 @@ export interface StormResult {
   readonly series: number[];
   /** The same from the devices' side (their transport openings). */
   readonly openingSeries: number[];
+  /** Failed attempts per 100 ms as the devices saw them, and their going offline. */
+  readonly failureSeries: number[];
+  readonly offlineSeries: number[];
   readonly problems: string[];
 }
 
@@ -434,6 +439,7 @@ function workerConfig(context: Context, run: string, devices: number, backoff: B
     keepAliveSeconds: 60,
     connectTimeoutMs: 20_000,
     connectDeadlineMs: Math.ceil((devices / options.rampPerSecond) * 1000) + 30_000,
+    memo: options.memo,
   };
 }
 
@@ -574,6 +580,8 @@ async function stormRun(context: Context, caseName: CaseName, schedule: Schedule
       errors: report.errors,
       series: windows(attemptsSeen, faultAt - CHART_BEFORE_MS, endAt + 2000),
       openingSeries: windows(report.openings, faultAt - CHART_BEFORE_MS, endAt + 2000),
+      failureSeries: windows(report.failures, faultAt - CHART_BEFORE_MS, endAt + 2000),
+      offlineSeries: windows(report.offlineAt, faultAt - CHART_BEFORE_MS, endAt + 2000),
       problems,
     };
     if (report.attemptBeforeFault > 0) problems.push(`a device's backoff counter was ${report.attemptBeforeFault} at the fault (an initial connection had failed): its first delays were longer`);
@@ -593,6 +601,9 @@ async function scaleRun(context: Context, devices: number): Promise<ScaleResult>
   const worker = await startWorker(context, config);
   const problems: string[] = [];
   try {
+    // A fresh broker process, so its RSS grows from its start-up size (freed memory is not returned).
+    await broker.restart();
+    await sleep(300);
     const brokerBefore = processUsage(broker.pid);
     const ramp = await connectFleet(worker, config);
     const brokerConnected = processUsage(broker.pid);
@@ -666,14 +677,14 @@ export function markdownOf(result: Pick<FleetResult, "options" | "storms" | "sca
     }
     lines.push(
       "",
-      "The devices' process during each run (CPU while recovering, its share of one core, steady CPU per device, memory per device):",
+      "The same runs: CONNACKs after the broker was back (restored also waits for the offline queue to drain, one message per 500 ms), and the devices' process (CPU while recovering and its share of one core, steady CPU per device, memory per device):",
       "",
-      "| Case | Schedule | Recovery: CPU s / wall s (share) | Steady CPU µs per device-second | RSS / device KB | JS heap / device KB | Re-sent after reconnect |",
-      "|---|---|---|---|---|---|---|",
+      "| Case | Schedule | Online (CONNACK) 50 / 99 / 100 % s | Recovery: CPU s / wall s (share) | Steady CPU µs per device-second | RSS / device KB | JS heap / device KB | Re-sent after reconnect |",
+      "|---|---|---|---|---|---|---|---|",
     );
     for (const storm of storms) {
       lines.push(
-        `| ${CASE_TITLES[storm.case]} | ${storm.label} | ${(storm.workerCpuRecoveryMs / 1000).toFixed(1)} / ${(storm.recoveryWallMs / 1000).toFixed(1)} (${Math.round((100 * storm.workerCpuRecoveryMs) / Math.max(1, storm.recoveryWallMs))} %) | ` +
+        `| ${CASE_TITLES[storm.case]} | ${storm.label} | ${shown(storm.online.p50)} / ${shown(storm.online.p99)} / ${shown(storm.online.p100)} | ${(storm.workerCpuRecoveryMs / 1000).toFixed(1)} / ${(storm.recoveryWallMs / 1000).toFixed(1)} (${Math.round((100 * storm.workerCpuRecoveryMs) / Math.max(1, storm.recoveryWallMs))} %) | ` +
           `${storm.workerCpuSteadyUsPerDeviceSecond} | ${storm.rssPerDeviceKb} | ${storm.heapPerDeviceKb} | ${storm.resent} |`,
       );
     }
@@ -716,7 +727,7 @@ export function chartOf(options: Pick<FleetOptions, "devices" | "outageSeconds">
         return { label: storm.label, color: schedule.color, dashed: schedule.dashed, counts: storm.series };
       }),
     });
-    subtitles.push(`${options.devices} devices`);
+    subtitles.push("");
   }
   return fleetChartSvg(`Connection attempts at the broker per 100 ms, ${options.devices} devices (npm run fleet)`, panels, subtitles);
 }
@@ -825,6 +836,8 @@ Mosquitto through broker restarts and link cuts; prints a Markdown table of the 
   --steady S         seconds of telemetry before the fault (default 5)
   --ramp R           initial connections per second (default 250)
   --scale LIST       fleet sizes for the cost table, e.g. 100,1000,5000 (default 100,N; "none")
+  --no-memo          parse the shared certificate, key and CA at every attempt, as the desktop host
+                     does for one device (by default the worker reuses them: tools/fleet-memo.ts)
   --svg PATH         write the chart (attempts per 100 ms against time, one line per schedule)
   --markdown PATH    write the tables
   --json PATH        write every figure
@@ -843,6 +856,7 @@ export function optionsFromCommandLine(argv: readonly string[]): FleetOptions {
     {
       devices: { type: "string" },
       quick: { type: "boolean" },
+      "no-memo": { type: "boolean" },
       cases: { type: "string" },
       schedules: { type: "string" },
       outage: { type: "string" },
@@ -880,6 +894,7 @@ export function optionsFromCommandLine(argv: readonly string[]): FleetOptions {
     recoverSeconds: number(values.recover, "--recover", quick ? 30 : 60, 1, 3600),
     steadySeconds: number(values.steady, "--steady", quick ? 1 : 5, 0, 600),
     rampPerSecond: number(values.ramp, "--ramp", 250, 1, 100000),
+    memo: values["no-memo"] !== true,
     scale,
     scaleSteadySeconds: quick ? 3 : 10,
     svg: values.svg === undefined ? undefined : resolve(values.svg),
