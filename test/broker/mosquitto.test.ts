@@ -326,6 +326,8 @@ describe("the device app while Mosquitto is stopped and restarted", () => {
     apps.push(app);
     try {
       await app.waitForLine("restored", 10_000);
+      // The app subscribes to its commands once restored: a ping before the SUBACK could find no subscriber.
+      await app.waitForLine("subscribe", 10_000, (line) => line.fields.status === "acknowledged");
       await observer.publishAsync(commandTopic, "ping", { qos: 1 });
       await waitUntil(() => replies.length >= 1, 5000, "the reply to the first ping");
       await waitUntil(() => telemetry.size >= 10, 10_000, "10 telemetry messages at the observer");
