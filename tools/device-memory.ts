@@ -24,7 +24,7 @@ import { findMosquitto, MOSQUITTO_MISSING, startMosquitto, type RunningMosquitto
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
-export const DEVICE_MEMORY_USAGE = `usage: MODDABLE=<sdk> npm run device-memory -- [--outage 12] [--keep] [--json out.json]
+export const DEVICE_MEMORY_USAGE = `usage: MODDABLE=<sdk> npm run device-memory -- [--outage 12] [--chunk B] [--heap SLOTS] [--stack SLOTS] [--keep] [--json out.json]
 
 Builds the device app and the SDK's examples/network/aws/mqtt-aws instrumented for the Linux
 simulator, runs each in mcsim (under Xvfb) against a local mutual-TLS Mosquitto, and prints their
@@ -32,6 +32,9 @@ memory side by side: live chunks and slots, the arenas, the stack peak and the c
 Scenario: online, a ping answered (IoTLink), the broker stopped for --outage seconds, restarted.
 
   --outage S      seconds the broker stays down (default 12)
+  --chunk B       run the app in a fixed chunk heap of B bytes instead of its manifest's creation
+  --heap SLOTS    ... a fixed slot heap of SLOTS slots
+  --stack SLOTS   ... a stack of SLOTS slots (the example keeps the SDK's defaults)
   --keep          keep the scratch directory (builds' sources, logs) and say where
   --json FILE     also write the figures as JSON
   --help          this text
@@ -233,7 +236,14 @@ function stagedPaths(sdk: Sdk, directory: string, name: string): Staged {
 }
 
 /** The app as it is in this working tree, with the scratch PKI as its resources and the probe. */
-function stageIotlink(sdk: Sdk, work: string, pki: string): Staged {
+/** Overrides of the app's creation (--chunk, --heap, --stack): fixed arenas of these sizes. */
+export interface CreationOverride {
+  chunk?: number;
+  heap?: number;
+  stack?: number;
+}
+
+function stageIotlink(sdk: Sdk, work: string, pki: string, override: CreationOverride): Staged {
   const name = "iotlink-device-memory";
   const directory = join(work, name);
   mkdirSync(directory);
@@ -246,6 +256,11 @@ function stageIotlink(sdk: Sdk, work: string, pki: string): Staged {
   for (const file of [DEV_PKI_FILES.caCertificateDer, DEV_PKI_FILES.deviceCertificateDer, DEV_PKI_FILES.deviceKeyDer]) copyFileSync(join(pki, file), join(directory, "certs", file));
   const manifest = JSON.parse(readFileSync(join(directory, "manifest.json"), "utf8")) as Record<string, unknown>;
   addProbe(manifest);
+  const creation = (manifest.creation ?? {}) as Record<string, unknown>;
+  if (override.chunk !== undefined) creation.chunk = { initial: override.chunk, incremental: 0 };
+  if (override.heap !== undefined) creation.heap = { initial: override.heap, incremental: 0 };
+  if (override.stack !== undefined) creation.stack = override.stack;
+  if (Object.keys(creation).length > 0) manifest.creation = { static: 0, ...creation };
   writeFileSync(join(directory, "manifest.json"), JSON.stringify(manifest, null, "\t"));
   writeFileSync(join(directory, PROBE_MODULE + ".js"), PROBE_SOURCE);
   const main = readFileSync(join(directory, "main.ts"), "utf8");
@@ -656,7 +671,12 @@ const MQTT_AWS_DRIVER: Driver = {
   atOutage: "the example does not reconnect; its next publish throws and XS aborts",
 };
 
-export async function measureDeviceMemory(options: { outageSeconds: number; keep: boolean }): Promise<DeviceMemoryResult> {
+function overrideLabel(override: CreationOverride): string {
+  const parts = [override.chunk !== undefined ? `chunk ${n(override.chunk)} B` : "", override.heap !== undefined ? `heap ${n(override.heap)} slots` : "", override.stack !== undefined ? `stack ${override.stack} slots` : ""].filter(Boolean);
+  return parts.length ? `, ${parts.join(", ")} (not its manifest's)` : "";
+}
+
+export async function measureDeviceMemory(options: { outageSeconds: number; keep: boolean; creation?: CreationOverride }): Promise<DeviceMemoryResult> {
   const sdk = checkSdk();
   checkMachine();
   const work = mkdtempSync(join(tmpdir(), "iotlink-device-memory-"));
@@ -676,7 +696,7 @@ export async function measureDeviceMemory(options: { outageSeconds: number; keep
     const version = spawnSync(findMosquitto() ?? "mosquitto", ["-h"], { encoding: "utf8" });
     const mosquitto = /mosquitto version (\S+)/.exec(version.stdout + version.stderr)?.[0] ?? "Mosquitto";
     say(`Mosquitto on 127.0.0.1:${broker.port}, scratch ${work}`);
-    const iotlink = stageIotlink(sdk, work, pki);
+    const iotlink = stageIotlink(sdk, work, pki, options.creation ?? {});
     const example = stageMqttAws(sdk, work, pki, broker.port);
     staged.push(iotlink, example);
     await build(sdk, iotlink, ["endpoint=localhost", `port=${broker.port}`], logs);
@@ -685,7 +705,7 @@ export async function measureDeviceMemory(options: { outageSeconds: number; keep
     xvfb = started.child;
     const apps: AppFigures[] = [];
     for (const [stage, driver, label] of [
-      [iotlink, IOTLINK_DRIVER, "IoTLink app (main.ts)"],
+      [iotlink, IOTLINK_DRIVER, "IoTLink app (main.ts)" + overrideLabel(options.creation ?? {})],
       [example, MQTT_AWS_DRIVER, "SDK examples/network/aws/mqtt-aws"],
     ] as const) {
       const run = await runScenario(sdk, stage, driver, broker, pki, started.display, options.outageSeconds, logs);
@@ -711,11 +731,16 @@ export async function measureDeviceMemory(options: { outageSeconds: number; keep
 }
 
 async function main(): Promise<void> {
-  const values = readCommandLine({ outage: { type: "string" }, keep: { type: "boolean" }, json: { type: "string" } });
+  const values = readCommandLine({ outage: { type: "string" }, chunk: { type: "string" }, heap: { type: "string" }, stack: { type: "string" }, keep: { type: "boolean" }, json: { type: "string" } });
   helpIfAsked(values, DEVICE_MEMORY_USAGE);
   const outageSeconds = values.outage === undefined ? 12 : wholeNumber(values.outage, "--outage", 1, 120);
   if (values.json === "") throw new UsageError("--json needs a file name");
-  const result = await measureDeviceMemory({ outageSeconds, keep: values.keep === true });
+  const creation: CreationOverride = {
+    chunk: values.chunk === undefined ? undefined : wholeNumber(values.chunk, "--chunk", 4096, 16_777_216),
+    heap: values.heap === undefined ? undefined : wholeNumber(values.heap, "--heap", 256, 1_048_576),
+    stack: values.stack === undefined ? undefined : wholeNumber(values.stack, "--stack", 128, 65_536),
+  };
+  const result = await measureDeviceMemory({ outageSeconds, keep: values.keep === true, creation });
   process.stdout.write(formatTable(result));
   if (values.json) writeFileSync(values.json, JSON.stringify(result, null, 2) + "\n");
   if (result.apps.some((app) => !app.ok)) throw new CommandError("a run did not complete: see the lines under the table");
