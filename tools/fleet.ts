@@ -378,6 +378,8 @@ export interface StormResult {
   readonly series: number[];
   /** The same from the devices' side (their transport openings). */
   readonly openingSeries: number[];
+  /** What makes the figures less clean without being a failure (said on stderr, kept in --json). */
+  readonly notes: string[];
   /** Failed attempts per 100 ms as the devices saw them, and their going offline. */
   readonly failureSeries: number[];
   readonly offlineSeries: number[];
@@ -465,6 +467,7 @@ async function stormRun(context: Context, caseName: CaseName, schedule: Schedule
   const devices = options.devices;
   const run = String(++context.runs) + "-" + process.pid;
   const problems: string[] = [];
+  const notes: string[] = [];
   gate.limit(0);
   gate.refuse(false);
   const config = workerConfig(context, run, devices, schedule.backoff);
@@ -580,11 +583,12 @@ async function stormRun(context: Context, caseName: CaseName, schedule: Schedule
       errors: report.errors,
       series: windows(attemptsSeen, faultAt - CHART_BEFORE_MS, endAt + 2000),
       openingSeries: windows(report.openings, faultAt - CHART_BEFORE_MS, endAt + 2000),
+      notes,
       failureSeries: windows(report.failures, faultAt - CHART_BEFORE_MS, endAt + 2000),
       offlineSeries: windows(report.offlineAt, faultAt - CHART_BEFORE_MS, endAt + 2000),
       problems,
     };
-    if (report.attemptBeforeFault > 0) problems.push(`a device's backoff counter was ${report.attemptBeforeFault} at the fault (an initial connection had failed): its first delays were longer`);
+    if (report.attemptBeforeFault > 0) notes.push(`a device's backoff counter was ${report.attemptBeforeFault} at the fault (an initial connection had failed): its first delays were longer`);
     if (result.wentOffline < devices) problems.push(`only ${result.wentOffline} of ${devices} devices saw the fault`);
     return result;
   } finally {
@@ -789,6 +793,7 @@ export async function runFleet(options: FleetOptions): Promise<FleetResult> {
       const storm = await stormRun(context, caseName, schedule);
       storms.push(storm);
       for (const problem of storm.problems) problems.push(`${caseName} / ${schedule.name}: ${problem}`);
+      for (const note of storm.notes) log(`  note: ${note}`);
       log(
         `  attempts ${storm.attempts} (peak ${storm.peakPer100ms}/100 ms, ${storm.peakPerSecond}/s), restored 50/99/100 %: ${shown(storm.restored.p50)} / ${shown(storm.restored.p99)} / ${shown(storm.restored.p100)} s; ` +
           `${storm.accepted} accepted, ${storm.lost} lost, ${storm.duplicates} duplicates`,
