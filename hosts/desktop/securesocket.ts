@@ -150,6 +150,8 @@ export default class SecureSocket {
    * the socket still exists as on the device: write() does nothing and close() is harmless.
    */
   private phase: "connecting" | "connected" | "ending" | "closed" = "connecting";
+  /** Why it failed: the desktop's addition, read by the Moddable transport when present (Moddable's sockets give only the callback). */
+  failure: string | undefined;
   private readable: ReadableChunk | undefined;
   private awaitingWritable = false;
   /** Closed by its owner while written bytes were still on their way: released once they are. */
@@ -426,6 +428,7 @@ export default class SecureSocket {
     if (this.lingering !== undefined) this.tearDown(); // the last bytes cannot go out now
     if (this.phase === "ending" || this.phase === "closed") return;
     traceReason(reason);
+    this.failure = reason;
     this.terminate(MESSAGE_ERROR);
   }
 

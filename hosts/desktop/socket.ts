@@ -37,6 +37,11 @@ export class Socket {
   private readonly socket: NodeSocket;
   private chunks: Buffer[] = [];
   private closed = false;
+  /**
+   * Why the socket failed (the desktop's addition: Moddable's sockets give only the error callback),
+   * read by the Moddable transport when present so the error line names the cause.
+   */
+  failure: string | undefined;
   /** Bytes written and not yet handed to the operating system. */
   private queued = 0;
   private awaitingWritable = false;
@@ -51,7 +56,10 @@ export class Socket {
       this.notify(READABLE, data.length);
       this.chunks = []; // unread bytes are lost when the callback returns, as on the device
     });
-    this.socket.on("error", () => this.finish(ERROR));
+    this.socket.on("error", (error: Error) => {
+      this.failure = error.message;
+      this.finish(ERROR);
+    });
     this.socket.on("close", () => this.finish(DISCONNECTED));
   }
 

@@ -186,6 +186,9 @@ export class SocketTransport implements Transport {
         }
       } else {
         const wasConnected = this.connected;
+        // The desktop host's sockets say why they failed (Moddable's give only the callback).
+        const failure = (socket as { failure?: unknown }).failure;
+        const cause = typeof failure === "string" && failure !== "" ? ": " + failure : "";
         this.detach();
         try {
           socket.close();
@@ -194,7 +197,7 @@ export class SocketTransport implements Transport {
         }
         sink.onTransportClosed(message === DISCONNECTED
           ? (wasConnected ? "closed by the broker" : "closed during connect or TLS handshake")
-          : (wasConnected ? "socket error" : "connection or TLS handshake failed (check host, port, CA, certificate and key)"));
+          : (wasConnected ? "socket error" + cause : "connection or TLS handshake failed" + (cause || " (check host, port, CA, certificate and key)")));
       }
     };
   }

@@ -395,7 +395,7 @@ describe("the device app while Mosquitto is stopped and restarted", () => {
       assert.ok(errors.length >= backoffs.length - 1, "each failed attempt is an error event");
       for (const error of errors) {
         assert.equal(error.fields.code, "connect-failed");
-        assert.match(error.fields.message ?? "", /^connection closed before CONNACK: connection or TLS handshake failed/);
+        assert.match(error.fields.message ?? "", /^connection closed before CONNACK: connection or TLS handshake failed: connect ECONNREFUSED 127\.0\.0\.1:\d+$/, "the error line names the refused connection");
       }
       assert.match(app.output.join("\n"), /securesocket: connect ECONNREFUSED 127\.0\.0\.1:\d+/, "the console names the refused connection");
       assert.equal(online.fields.session, "false");
@@ -473,10 +473,10 @@ describe("TLS failures: an error event, backoff, never online, no MQTT CONNECT",
   let broker: RunningMosquitto;
   const BASE = 100;
   const MAX = 1000;
-  /** What the transport reports for SecureSocket message -2 before the link is up (no reason comes with it). */
-  const HANDSHAKE_FAILED = /^connection closed before CONNACK: connection or TLS handshake failed \(check host, port, CA, certificate and key\)$/;
+  /** What the transport reports for SecureSocket message -2 before the link is up, with the desktop socket's reason (the device's gives none). */
+  const HANDSHAKE_FAILED = /^connection closed before CONNACK: connection or TLS handshake failed: .+$/;
   /** ... or, when the broker's close wins the race, message -1. */
-  const FAILED_OR_CLOSED = /^connection closed before CONNACK: (connection or TLS handshake failed \(check host, port, CA, certificate and key\)|closed during connect or TLS handshake)$/;
+  const FAILED_OR_CLOSED = /^connection closed before CONNACK: (connection or TLS handshake failed: .+|closed during connect or TLS handshake)$/;
 
   before(async () => {
     broker = await mosquitto({ tls: mosquittoTls });
@@ -530,6 +530,11 @@ describe("TLS failures: an error event, backoff, never online, no MQTT CONNECT",
     const trace = traced.slice(traceMark).split("\n").filter((line) => line.startsWith("securesocket: "));
     assert.equal(trace.length, 3, trace.join("\n"));
     for (const line of trace) assert.match(line, causes.trace);
+    // The error line names the same cause as the console's trace line.
+    for (const { args } of device.named("error")) {
+      const message = (args[0] as { message: string }).message;
+      if (message.includes("handshake failed: ")) assert.ok(trace.some((line) => message.endsWith(line.slice("securesocket: ".length))), message + " / " + trace.join(" | "));
+    }
 
     // The broker saw three connections, refused each, and no MQTT client ever connected.
     await waitUntil(() => count(target.since(mark), /New connection from 127\.0\.0\.1/) >= 3 && count(target.since(mark), causes.log) >= 3, 5000, () => `3 refused connections in the broker log:\n${target.since(mark).join("\n")}`);
