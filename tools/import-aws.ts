@@ -69,7 +69,7 @@ function encryptedKey(keyPath: string): ImportError {
 function privateKeyFrom(bytes: Buffer, keyPath: string): KeyObject {
   // PKCS#8 "ENCRYPTED PRIVATE KEY", or the legacy PEM encryption of a PKCS#1 or SEC1 key.
   const text = bytes.toString("latin1");
-  if (/-----BEGIN ENCRYPTED PRIVATE KEY-----/.test(text) || /^Proc-Type: *4, *ENCRYPTED/m.test(text)) throw encryptedKey(keyPath);
+  if (/-----BEGIN ENCRYPTED PRIVATE[ ]KEY-----/.test(text) || /^Proc-Type: *4, *ENCRYPTED/m.test(text)) throw encryptedKey(keyPath);
   try {
     // PKCS#1 ("BEGIN RSA PRIVATE KEY", what AWS issues), PKCS#8 or SEC1 PEM are all accepted here.
     return createPrivateKey({ key: bytes });
