@@ -16,3 +16,4 @@ import "./api-input.suite";
 import "./preload.suite";
 import "./shadow.suite";
 import "./jobs.suite";
+import "./sigv4.suite";
