@@ -143,8 +143,9 @@ export function amzDateOf(epochMs: number): string {
   return pad(year, 4) + pad(month, 2) + pad(day, 2) + "T" + pad(hh, 2) + pad(mm, 2) + pad(ss, 2) + "Z";
 }
 
-const REGION = /^[a-z]{2}(-[a-z0-9]+)+-[0-9]+$/;
-const HOST_LABEL = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+// Frozen for preloading (not global: test() never writes lastIndex).
+const REGION = Object.freeze(/^[a-z]{2}(-[a-z0-9]+)+-[0-9]+$/);
+const HOST_LABEL = Object.freeze(/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/);
 
 /** The region of an AWS IoT endpoint `<id>-ats.iot.<region>.amazonaws.com` (or `.amazonaws.com.cn`); "" when it is not one. */
 export function regionFromEndpoint(host: string): string {

@@ -14,9 +14,10 @@ import * as subscriptions from "../../modules/subscriptions";
 import * as topic from "../../modules/topic";
 import * as types from "../../modules/types";
 import * as awsiot from "../../modules/awsiot";
+import * as sigv4 from "../../modules/sigv4";
 import { equal, ok, test } from "../harness";
 
-const MODULES: Record<string, object> = { backoff, client, events, logline, options, outbox, packet, ring, session, subscriptions, topic, types, awsiot };
+const MODULES: Record<string, object> = { backoff, client, events, logline, options, outbox, packet, ring, session, subscriptions, topic, types, awsiot, sigv4 };
 
 test("preload: every object a core module exports is frozen (tables such as STATE_NAMES and EVENT_NAMES)", () => {
   const unfrozen: string[] = [];
