@@ -68,13 +68,6 @@ export class Events {
     for (let k = base; k < base + LISTENERS_PER_EVENT; k++) if (this.listeners[k] === listener) this.listeners[k] = undefined;
   }
 
-  /** Whether the event has a listener. */
-  has(id: EventId): boolean {
-    const base = id * LISTENERS_PER_EVENT;
-    for (let k = base; k < base + LISTENERS_PER_EVENT; k++) if (this.listeners[k] !== undefined) return true;
-    return false;
-  }
-
   /** Records an event for the next delivery. Strings and objects go in `first`/`second`, numbers in a, b, c. */
   post(id: EventId, first: unknown, second: unknown, a: number, b: number, c: number): void {
     // Only loops over many entries (drops, timeouts) can fill the ring, and they record each entry

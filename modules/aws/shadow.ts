@@ -17,7 +17,7 @@ import type { InboundMessage, MqttClient } from "../client";
 import { utf8Length, writeUtf8 } from "../topic";
 import { ErrorCode, invalid, IoTLinkError, shown, wholeNumber } from "../types";
 import { JsonObjectCheck, Needs, writeAscii } from "./json";
-import { checkTimeout, type LayerOptions, ReplyLayer, ReplyStatus } from "./requests";
+import { checkTimeout, type LayerOptions, ReplyLayer, type ReplyStats, ReplyStatus } from "./requests";
 
 export { REPLY_STATUS_NAMES, ReplyStatus } from "./requests";
 export type { ReplyStats } from "./requests";
@@ -60,14 +60,7 @@ export interface ShadowMessage {
 
 export type ShadowMessageHandler = (message: ShadowMessage) => void;
 
-export interface ShadowStats {
-  requests: number;
-  accepted: number;
-  rejected: number;
-  timedOut: number;
-  dropped: number;
-  unmatched: number;
-  callbackErrors: number;
+export interface ShadowStats extends ReplyStats {
   /** Deltas handed to a handler. */
   deltas: number;
   /** Deltas discarded: their version was not newer than the last one seen (out of order, or a duplicate). */
