@@ -7,74 +7,18 @@
 // Prints one JSON object on stdout; progress goes to stderr.
 //
 //   node bench/xs-runner.mjs [--n 1000]
-import { builtinModules } from "node:module";
-import { spawn } from "node:child_process";
-import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import * as esbuild from "esbuild";
+import { bundleForXs, startXsnap } from "./xsnap-host.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, "..");
 const nArgument = process.argv.indexOf("--n");
 const N = nArgument > 0 ? Number(process.argv[nArgument + 1]) : 1000;
 const WARMUP = 200;
 
-const nodeBuiltins = new Set(builtinModules);
-/** Anything Node-only or unresolvable is a build error: XS would fail on it at run time. */
-const portableOnly = {
-  name: "portable-only",
-  setup(build) {
-    build.onResolve({ filter: /.*/ }, (args) => {
-      if (args.path.startsWith("node:") || nodeBuiltins.has(args.path.split("/")[0])) {
-        return { errors: [{ text: `Node built-in "${args.path}" imported by ${args.importer}: XS has no Node API` }] };
-      }
-      return undefined;
-    });
-  },
-};
-
-async function bundle() {
-  const result = await esbuild.build({
-    entryPoints: [path.join(here, "xs-entry.ts")],
-    bundle: true,
-    format: "iife",
-    platform: "neutral",
-    target: "es2022",
-    mainFields: ["module", "main"],
-    write: false,
-    logLevel: "silent",
-    plugins: [portableOnly],
-  });
-  if (result.warnings.length > 0) throw new Error("esbuild warnings: " + JSON.stringify(result.warnings));
-  return result.outputFiles[0].text;
-}
-
 async function main() {
-  const code = await bundle();
-  const platform = { Linux: "lin", Darwin: "mac" }[os.type()];
-  const workerBinary = path.join(root, `node_modules/@agoric/xsnap/xsnap-native/xsnap/build/bin/${platform}/release/xsnap-worker`);
-  if (!fs.existsSync(workerBinary)) throw new Error(`the XS engine is not built (${workerBinary} missing): npm rebuild @agoric/xsnap`);
-  await import("@endo/init");
-  const { xsnap } = await import("@agoric/xsnap");
-  const worker = await xsnap({
-    name: "iotlink-xs-bench",
-    os: os.type(),
-    spawn,
-    fs: { ...fs, ...fs.promises },
-    stdout: "inherit",
-    stderr: "inherit",
-    meteringLimit: 1e9,
-  });
-
-  /** One crank: its reply value, XS operations, and live slots when it ended. */
-  const crank = async (message) => {
-    const { reply, meterUsage } = await worker.issueStringCommand(JSON.stringify(message));
-    const parsed = JSON.parse(reply);
-    if (!parsed.ok) throw new Error(`XS step ${message.name ?? message.op} failed: ${parsed.error}`);
-    return { value: parsed.value, compute: meterUsage.compute, heap: meterUsage.currentHeapCount, allocate: meterUsage.allocate };
-  };
+  const code = await bundleForXs(path.join(here, "xs-entry.ts"));
+  const { worker, crank } = await startXsnap("iotlink-xs-bench");
   const step = (name, arg = 0) => crank({ op: "call", name, arg });
   const collect = () => crank({ op: "gc" });
 
