@@ -4,6 +4,8 @@
 
 import { MAX_DELAY_MS } from "./backoff";
 import { checkOptionalFunction, checkQos, type ClientOptions, connectBinaryProblem, DEFAULT_MAX_PACKET_BYTES, type InboundMessage, MqttClient, SMALLEST_REQUEST_BYTES, type WillSettings, willProblem } from "./client";
+// A SUBACK's code for a refused filter: what subscribeAsync reports for any failed subscribe, as in Python.
+import { SUBACK_FAILURE } from "./subscriptions";
 import { type Payload, payloadLength } from "./packet";
 import { mqttStringProblem, utf8Length } from "./topic";
 import {
@@ -46,8 +48,6 @@ export interface AWSIoTMessage {
 
 export type AWSIoTMessageCallback = (client: AWSIoTMQTTClientCore, userdata: null, message: AWSIoTMessage) => void;
 
-/** The granted QoS a SUBACK gives a refused filter, and what subscribeAsync reports for any failed subscribe (as in Python). */
-const GRANTED_FAILURE = 128;
 
 /** Seconds as whole milliseconds, at least 1 ms and within the timer's range. */
 function positiveSeconds(name: string, value: unknown): number {
@@ -520,7 +520,7 @@ export class AWSIoTMQTTClientCore {
     checkAwsTopic(topic);
     checkOptionalFunction("ackCallback", ackCallback);
     const client = this.requireClient();
-    const onAck = ackCallback ? (status: number, mid: number, granted: number) => ackCallback(mid, [status === AckStatus.Acknowledged ? granted : GRANTED_FAILURE]) : undefined;
+    const onAck = ackCallback ? (status: number, mid: number, granted: number) => ackCallback(mid, [status === AckStatus.Acknowledged ? granted : SUBACK_FAILURE]) : undefined;
     const accepted = client.subscribe(topic, QoS, this.adapt(messageCallback), onAck);
     return this.midOf(client, accepted, 1, ackCallback);
   }
