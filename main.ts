@@ -1,8 +1,12 @@
 // The IoTLink device app: connects over mutual TLS, subscribes to its command topic, publishes
-// telemetry at QoS 1 on an interval, answers commands, and logs every state change as one
-// parseable line (see modules/logline.ts and docs/device-app.md, "Log lines").
+// telemetry at QoS 1 on an interval, answers commands, keeps its settings in its Device Shadow,
+// runs jobs, and logs every state change as one parseable line (see modules/logline.ts and
+// docs/device-app.md, "Log lines").
 import config from "mc/config";
 import Timer from "timer";
+import { type Job, type JobFinish, JobRunner, JobsClient } from "./modules/aws/jobs";
+import { parsePayload } from "./modules/aws/json";
+import { REPLY_STATUS_NAMES, ReplyStatus, type ShadowCallback, ShadowClient, type ShadowMessage } from "./modules/aws/shadow";
 import { MqttClient, type InboundMessage } from "./modules/client";
 import { formatLogLine } from "./modules/logline";
 import { ACK_STATUS_NAMES, AckStatus, DROP_NEWEST, DROP_OLDEST, type EndpointSettings, State } from "./modules/types";
@@ -46,8 +50,7 @@ function log(event: string, fields: readonly (string | number | boolean)[]): voi
   trace(formatLogLine(event, fields) + "\n");
 }
 
-/** The last `status` line's counters and when it was printed: the stop does not repeat a tick that just ran. */
-let lastStatusCounters = "";
+/** When the last `status` line was printed: the stop does not repeat a tick that has just run (its `done` line has the final counts). */
 let lastStatusAt = -1;
 
 const clientId = text("clientId", "iotlink-device");
@@ -82,12 +85,21 @@ const endpoint: EndpointSettings = {
 // with the creation.
 const maxPacketBytes = whole("maxPacketBytes", 1024, 64, 131072);
 const queueEntries = whole("queueEntries", 32, 0, 65535);
-const telemetryIntervalMs = whole("telemetryIntervalMs", 5000, 10, 86400000);
+let telemetryIntervalMs = whole("telemetryIntervalMs", 5000, 10, 86400000);
 const telemetryCount = whole("telemetryCount", 0, 0, 0x7fffffff);
 const statusIntervalMs = whole("statusIntervalMs", 10000, 100, 86400000);
 const runForMs = whole("runForMs", 0, 0, 0x7fffffff);
 
 const operationTimeoutMs = whole("operationTimeoutMs", 5000, 1, 0x7fffffff);
+// The Device Shadow and Jobs (docs/device-app.md, "Shadow and jobs"): on by default, as against AWS
+// IoT Core; a broker without those services answers no request, and each times out with a log line.
+const useShadow = flag("shadow", true);
+const useJobs = flag("jobs", true);
+const thingName = text("thingName", clientId);
+/** The telemetry intervals a desired state or a set-interval job may ask for. */
+const INTERVAL_MIN_MS = 1000;
+const INTERVAL_MAX_MS = 3600000;
+const FIRMWARE_VERSION = "0.1.0";
 const clock = moddablePlatform.createClock();
 const client = new MqttClient({
   clientId,
@@ -115,6 +127,8 @@ const client = new MqttClient({
   inflightBytes: whole("inflightBytes", maxPacketBytes, maxPacketBytes, 0x7fffffff),
   drainIntervalMs: whole("drainIntervalMs", 500, 0, 0x7fffffff),
   maxPacketBytes,
+  // The command topic, five shadow reply filters and six of Jobs, with room to spare.
+  maxSubscriptions: 16,
 });
 
 const startedAt = clock.now();
@@ -125,18 +139,16 @@ function uptime(): number {
 }
 
 function status(event: string, unlessJustSaid = false): void {
+  if (event === "status") {
+    if (unlessJustSaid && lastStatusAt >= 0 && ((clock.now() - lastStatusAt) | 0) < 1000) return;
+    lastStatusAt = clock.now();
+  }
   const stats = client.stats;
   const fields = [
     "state", client.stateName, "queue", client.queuedCount, "inflight", client.inflightCount,
     "dropped", stats.dropped, "attempt", client.attempt, "sent", stats.sent, "acked", stats.acknowledged,
     "received", stats.received,
   ];
-  if (event === "status") {
-    const counters = fields.join(" ");
-    if (unlessJustSaid && counters === lastStatusCounters && ((clock.now() - lastStatusAt) | 0) < 1000) return;
-    lastStatusCounters = counters;
-    lastStatusAt = clock.now();
-  }
   log(event, fields.concat(["uptime", uptime()]));
 }
 
@@ -169,7 +181,12 @@ client.on("restored", () => {
   log("restored", ["queue", client.queuedCount]);
   // On a turn of its own: the stack budget. Called here, the SUBSCRIBE's TLS write sat on top of the
   // CONNACK's read and its events and took the stack to 344 of 384 slots; from a timer, about 250.
-  Timer.set(subscribeCommands, 0);
+  Timer.set(() => {
+    subscribeCommands();
+    reportAndSync();
+    // Once: from then on the runner asks for jobs again after each restore by itself.
+    if (runner !== undefined && !stopped && runner.stateName === "stopped") runner.start();
+  }, 0);
 });
 client.on("reconnecting", (delay, attempt) => log("backoff", ["delay", delay, "attempt", attempt]));
 client.on("drop", (kind, topic) => log("drop", ["kind", kind, "topic", topic, "dropped", client.stats.dropped]));
@@ -218,13 +235,133 @@ function publishTelemetry(): void {
   }
 }
 
+// ------------------------------------------------------------------ Device Shadow and Jobs
+// The classic shadow holds the device's settings: at each restore the app reports them (and its
+// firmware version and uptime), then reads the shadow for a desired change made while it was away;
+// a delta applies what it accepts (a telemetry interval in range) and reports it back, and names what
+// it refuses, with why, in reported.rejected (null once nothing is). Jobs of two kinds are run:
+// {"operation":"set-interval","telemetryIntervalMs":N} and {"operation":"report-status"}; any other
+// is REJECTED. Work asked for from a delta or a reply runs on a turn of its own (the stack budget).
+let stopped = false;
+const shadows = useShadow ? new ShadowClient(client, { maxShadows: 1, maxPending: 4, timeoutMs: operationTimeoutMs, maxDocumentBytes: 512 }) : undefined;
+const shadow = shadows?.shadow(thingName);
+const jobs = useJobs ? new JobsClient(client, thingName, { maxPending: 4, maxListeners: 0, timeoutMs: operationTimeoutMs }) : undefined;
+const runner = jobs !== undefined ? new JobRunner(jobs, (job, finish) => Timer.set(() => runJob(job, finish), 0), { onEvent: (event, jobId, detail) => log("job", ["event", event, "id", jobId, "detail", detail]) }) : undefined;
+
+function intervalProblem(value: unknown): string {
+  return typeof value === "number" && Number.isInteger(value) && value >= INTERVAL_MIN_MS && value <= INTERVAL_MAX_MS ? "" : "must be a whole number from " + INTERVAL_MIN_MS + " to " + INTERVAL_MAX_MS;
+}
+
+function setTelemetryInterval(value: number, from: string): void {
+  if (value !== telemetryIntervalMs) {
+    telemetryIntervalMs = value;
+    if (telemetryTimer !== undefined) startTelemetry();
+  }
+  log("setting", ["name", "telemetryIntervalMs", "value", value, "from", from]);
+}
+
+const onShadowReply: ShadowCallback = (status, reply) => {
+  if (status !== ReplyStatus.Accepted) log("shadow", ["operation", reply.operation, "status", REPLY_STATUS_NAMES[status], "code", reply.code]);
+};
+
+/** Reports `reported` in the shadow; `desired` too when the device itself changed a setting (a job). */
+function report(reported: Record<string, unknown>, desired?: Record<string, unknown>): void {
+  if (shadow === undefined) return;
+  try {
+    shadow.update({ state: desired === undefined ? { reported } : { desired, reported } }, onShadowReply);
+  } catch (error) {
+    log("error", ["code", "shadow", "message", error instanceof Error ? error.message : String(error)]);
+  }
+}
+
+/** Applies a desired state: what is accepted is reported with its new value, what is not under reported.rejected. */
+function applyDesired(state: unknown, from: string): void {
+  if (state === null || typeof state !== "object") return;
+  const desired = state as Record<string, unknown>;
+  const reported: Record<string, unknown> = {};
+  const rejected: Record<string, string> = {};
+  let refused = 0;
+  for (const key in desired) {
+    if (key === "telemetryIntervalMs") {
+      const problem = intervalProblem(desired[key]);
+      if (problem === "") setTelemetryInterval(desired[key] as number, from);
+      else {
+        rejected[key] = problem;
+        refused++;
+      }
+      reported[key] = telemetryIntervalMs;
+    } else if (key !== "rejected") {
+      rejected[key] = "not a setting of this device";
+      refused++;
+    }
+  }
+  for (const key in rejected) log("setting", ["name", key, "rejected", rejected[key], "from", from]);
+  reported.rejected = refused > 0 ? rejected : null;
+  report(reported);
+}
+
+function onDelta(delta: ShadowMessage): void {
+  const document = parsePayload(delta.payload) as { state?: unknown } | undefined;
+  if (document !== undefined) Timer.set(() => applyDesired(document.state, "delta"), 0);
+}
+
+/** At each restore: the settings reported, then the shadow read for a change desired meanwhile. */
+function reportAndSync(): void {
+  if (shadow === undefined) return;
+  report({ telemetryIntervalMs, firmwareVersion: FIRMWARE_VERSION, uptimeMs: uptime() });
+  try {
+    shadow.get((status, reply) => {
+      if (status !== ReplyStatus.Accepted) return onShadowReply(status, reply);
+      const document = parsePayload(reply.payload) as { state?: { delta?: unknown } } | undefined;
+      const delta = document?.state?.delta;
+      if (delta !== undefined) Timer.set(() => applyDesired(delta, "get"), 0);
+    });
+  } catch (error) {
+    log("error", ["code", "shadow", "message", error instanceof Error ? error.message : String(error)]);
+  }
+}
+
+function runJob(job: Job, finish: JobFinish): void {
+  const document = job.document as { operation?: unknown; telemetryIntervalMs?: unknown } | null;
+  const operation = document !== null && typeof document === "object" ? document.operation : undefined;
+  log("job", ["event", "run", "id", job.jobId, "detail", String(operation)]);
+  if (operation === "set-interval") {
+    const problem = intervalProblem(document!.telemetryIntervalMs);
+    if (problem !== "") return finish("FAILED", { reason: "telemetryIntervalMs " + problem });
+    setTelemetryInterval(document!.telemetryIntervalMs as number, "job");
+    // Desired as well: the shadow's desired state would otherwise undo the job at the next restore.
+    report({ telemetryIntervalMs }, { telemetryIntervalMs });
+    finish("SUCCEEDED", { telemetryIntervalMs: String(telemetryIntervalMs) });
+  } else if (operation === "report-status") {
+    finish("SUCCEEDED", { state: client.stateName, uptimeMs: String(uptime()), queue: String(client.queuedCount), sent: String(client.stats.sent), acked: String(client.stats.acknowledged) });
+  } else {
+    finish("REJECTED", { reason: "unknown operation (this device runs set-interval and report-status)" });
+  }
+}
+
+shadow?.onDelta(onDelta);
+
 log("start", ["client", clientId, "endpoint", endpoint.host + ":" + port, "tls", !plaintext, "mutual", mutualTls, "telemetry", telemetryTopic, "commands", commandTopic]);
 client.connect();
 
-const telemetryTimer = Timer.repeat(() => {
-  publishTelemetry();
-  if (telemetryCount > 0 && sequence >= telemetryCount) Timer.clear(telemetryTimer);
-}, telemetryIntervalMs);
+let telemetryTimer: Timer | undefined;
+
+function startTelemetry(): void {
+  if (telemetryTimer !== undefined) Timer.clear(telemetryTimer);
+  telemetryTimer = undefined;
+  if (telemetryCount > 0 && sequence >= telemetryCount) return;
+  telemetryTimer = Timer.repeat(() => {
+    publishTelemetry();
+    if (telemetryCount > 0 && sequence >= telemetryCount) stopTelemetry();
+  }, telemetryIntervalMs);
+}
+
+function stopTelemetry(): void {
+  if (telemetryTimer !== undefined) Timer.clear(telemetryTimer);
+  telemetryTimer = undefined;
+}
+
+startTelemetry();
 const statusTimer = Timer.repeat(() => {
   status("status");
   if (client.state === State.Online) subscribeCommands();
@@ -232,8 +369,10 @@ const statusTimer = Timer.repeat(() => {
 
 if (runForMs > 0) {
   Timer.set(() => {
-    Timer.clear(telemetryTimer);
+    stopTelemetry();
     Timer.clear(statusTimer);
+    stopped = true;
+    runner?.stop();
     // What was sent gets its acknowledgement first, while online, for one operation timeout at most.
     const giveUpAt = clock.now() + operationTimeoutMs;
     const stop = Timer.repeat(() => {

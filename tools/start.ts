@@ -16,6 +16,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { parseLogLine } from "../modules/logline.ts";
+import { startAwsEmulator, type RunningAwsEmulator } from "./aws-emulator.ts";
 import { BrokerCertificateError, BrokerListenError, startBroker, type RunningBroker } from "./broker.ts";
 import { DEV_PKI_FILES, ensureDevPki } from "./certs.ts";
 import { CommandError, EXIT_FAILURE, exitWithProblem, helpIfAsked, portNumber, readCommandLine, UsageError } from "./cli.ts";
@@ -27,8 +28,10 @@ export const START_USAGE = `usage: npm start -- [--run-for SECONDS] [--quiet] [-
 
 Runs the device app (main.ts) on the desktop and prints its log as the serial console would. With no
 --endpoint it makes the development PKI in --certs (first run), starts an embedded mutual-TLS broker
-on loopback, and after 3 and 6 seconds sends the app the commands ping and status (the replies are
-shown). Stop it with Ctrl-C.
+on loopback with the AWS IoT emulator beside it (Device Shadow and Jobs, tools/aws-emulator.ts), and
+shows the app's remote paths: the commands ping and status after 3 and 6 seconds, a desired telemetry
+interval set in the shadow after 4 (and a setting the device refuses), and the jobs report-status and
+set-interval queued after 8 and 11. Stop it with Ctrl-C.
 
   --run-for S      stop after S seconds (the app disconnects and prints done)     IOTLINK_RUN_FOR
   --quiet          no broker log lines
@@ -48,6 +51,15 @@ cannot start, or a --run-for run never came online.`;
 const DEMO_COMMANDS = [
   [3000, "ping"],
   [6000, "status"],
+] as const;
+
+/** When the demo sets the shadow's desired state (a setting the device takes, and one it refuses). */
+const DEMO_DESIRED_AT_MS = 4000;
+const DEMO_DESIRED = { telemetryIntervalMs: 2000, ledColour: "blue" } as const;
+/** The demo's jobs, each queued for the device at its time. */
+const DEMO_JOBS = [
+  [8000, "demo-report-status", { operation: "report-status" }],
+  [11000, "demo-set-interval", { operation: "set-interval", telemetryIntervalMs: 3000 }],
 ] as const;
 
 /** How long a --run-for stop is given to finish (the app disconnects gracefully) before it is ended. */
@@ -221,6 +233,7 @@ async function main(): Promise<void> {
   };
 
   let broker: RunningBroker | undefined;
+  let emulator: RunningAwsEmulator | undefined;
   if (host) {
     checkDeviceResources(certs, certificates);
     set("endpoint", host, `${endpoint!.name} ${host}`);
@@ -244,8 +257,23 @@ async function main(): Promise<void> {
       throw error;
     }
     set("endpoint", "localhost", "npm start runs the app against its embedded broker; give --endpoint HOST for another");
+    try {
+      emulator = await startAwsEmulator({
+        url: `mqtts://localhost:${broker.port}`,
+        mqtt: {
+          ca: readFileSync(join(certificates, DEV_PKI_FILES.caCertificatePem)),
+          cert: readFileSync(join(certificates, DEV_PKI_FILES.deviceCertificatePem)),
+          key: readFileSync(join(certificates, DEV_PKI_FILES.deviceKeyPem)),
+          rejectUnauthorized: true,
+        },
+        log: values.quiet ? undefined : (line) => say(line),
+      });
+    } catch (error) {
+      await broker.stop();
+      throw new CommandError(`the AWS IoT emulator could not start: ${(error as Error).message}`);
+    }
     set("port", String(broker.port), "the embedded broker's port");
-    say(`embedded broker (mutual TLS) listening on localhost:${broker.port}`);
+    say(`embedded broker (mutual TLS) listening on localhost:${broker.port}, with the AWS IoT emulator (Device Shadow, Jobs)`);
   }
   if (clientId) set("clientId", clientId.value, `${clientId.name} ${clientId.value}`);
   if (stopAfterMs !== undefined) set("runForMs", String(stopAfterMs), `${runFor!.name} ${runFor!.value}`);
@@ -278,9 +306,35 @@ async function main(): Promise<void> {
     const prefix = setting("topicPrefix") + "/" + setting("clientId");
     const commands = prefix + "/cmd";
     const replies = prefix + "/reply";
+    const thing = environment.IOTLINK_CONFIG_thingName || setting("clientId");
+    const shadowUpdate = `$aws/things/${thing}/shadow/update`;
+    const jobUpdate = new RegExp(`^\\$aws/things/${thing.replace(/[^A-Za-z0-9]/g, "\\$&")}/jobs/([^/]+)/update$`);
     broker.events.on("publish", (message: { topic: string; payload: Buffer }) => {
       if (message.topic === replies) say(`device replied on ${replies}: ${message.payload.toString()}`);
+      else if (message.topic === shadowUpdate) say(`device reported in its shadow: ${JSON.stringify(JSON.parse(message.payload.toString()).state)}`);
+      else {
+        const job = jobUpdate.exec(message.topic);
+        if (job) {
+          const update = JSON.parse(message.payload.toString());
+          say(`device reported job ${job[1]} ${update.status}${update.statusDetails ? " " + JSON.stringify(update.statusDetails) : ""}`);
+        }
+      }
     });
+    const service = emulator!.service;
+    demo.push(
+      setTimeout(() => {
+        say(`the shadow's desired state is set to ${JSON.stringify(DEMO_DESIRED)}`);
+        service.updateShadowDocument(thing, "", { state: { desired: DEMO_DESIRED } });
+      }, DEMO_DESIRED_AT_MS),
+    );
+    for (const [delay, jobId, document] of DEMO_JOBS) {
+      demo.push(
+        setTimeout(() => {
+          say(`job ${jobId} queued for ${thing}: ${JSON.stringify(document)}`);
+          service.createJob(jobId, document, [thing]);
+        }, delay),
+      );
+    }
     for (const [delay, command] of DEMO_COMMANDS) {
       demo.push(
         setTimeout(() => {
@@ -297,6 +351,7 @@ async function main(): Promise<void> {
       stopping = true;
       for (const timer of demo) clearTimeout(timer);
       await consoleClosed;
+      await emulator?.stop();
       await broker?.stop();
     }
     if (done && !cameOnline) {

@@ -20,6 +20,9 @@ async function startApp(clientId: string, settings: Record<string, string> = {})
     IOTLINK_CONFIG_port: String(setup.broker.port),
     IOTLINK_CONFIG_clientId: clientId,
     IOTLINK_CONFIG_telemetryIntervalMs: "60000",
+    // The command subscription alone: the refusals below must meet it, not the shadow's or Jobs'.
+    IOTLINK_CONFIG_shadow: "false",
+    IOTLINK_CONFIG_jobs: "false",
     ...settings,
   });
 }

@@ -133,8 +133,8 @@ describe("npm start: the embedded broker and the app", () => {
 });
 
 describe("npm start: what the demo shows", () => {
-  test("the broker's address once, the device's replies to ping and status, the settings npm start replaces", { timeout: 40_000 }, async () => {
-    const result = await runScript("start", ["--run-for", "6.5", "--certs", pki], { env: { IOTLINK_CONFIG_port: "1884", IOTLINK_CONFIG_endpoint: "broker.example" }, timeoutMs: 35_000 });
+  test("the broker's address once, the replies to ping and status, a desired change and two jobs applied within 15 s, the settings npm start replaces", { timeout: 50_000 }, async () => {
+    const result = await runScript("start", ["--run-for", "13", "--certs", pki], { env: { IOTLINK_CONFIG_port: "1884", IOTLINK_CONFIG_endpoint: "broker.example" }, timeoutMs: 45_000 });
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stderr, "");
     const lines = result.stdout.split("\n");
@@ -145,6 +145,14 @@ describe("npm start: what the demo shows", () => {
     assert.ok(lines.includes("[desktop] IOTLINK_CONFIG_endpoint=broker.example is replaced by localhost (npm start runs the app against its embedded broker; give --endpoint HOST for another)"));
     assert.match(result.stdout, /^\[desktop\] device replied on iotlink\/iotlink-device\/reply: \{"command":"ping","uptime":\d+\}$/m);
     assert.match(result.stdout, /^\[desktop\] device replied on iotlink\/iotlink-device\/reply: \{"command":"status","state":"online","queue":0,"sent":\d+\}$/m);
+    // The shadow: reported at restore, the desired interval applied and reported, the unknown setting refused.
+    assert.match(result.stdout, /^\[desktop\] device reported in its shadow: \{"reported":\{"telemetryIntervalMs":5000,"firmwareVersion":"0\.1\.0","uptimeMs":\d+\}\}$/m);
+    assert.match(result.stdout, /^iotlink setting name=telemetryIntervalMs value=2000 from=delta$/m);
+    assert.match(result.stdout, /^\[desktop\] device reported in its shadow: \{"reported":\{"telemetryIntervalMs":2000,"rejected":\{"ledColour":"not a setting of this device"\}\}\}$/m);
+    // The jobs, each run once and reported.
+    assert.match(result.stdout, /^\[desktop\] device reported job demo-report-status SUCCEEDED \{"state":"online",/m);
+    assert.match(result.stdout, /^iotlink setting name=telemetryIntervalMs value=3000 from=job$/m);
+    assert.match(result.stdout, /^\[desktop\] device reported job demo-set-interval SUCCEEDED \{"telemetryIntervalMs":"3000"\}$/m);
     assert.match(result.stdout, /^iotlink done sent=(\d+) acked=\1 queue=0$/m, "every message acknowledged");
   });
 });
