@@ -14,6 +14,8 @@ export const desktopAliases: Readonly<Record<string, string>> = Object.freeze({
   socket: desktopHost("socket.ts"),
   Resource: desktopHost("resource.ts"),
   "mc/config": desktopHost("config.ts"),
+  crypt: desktopHost("crypt.ts"),
+  hmac: desktopHost("hmac.ts"),
 });
 
 /** Installs XS's `trace` global (and binds bare `trace` references when used with `inject`). */
