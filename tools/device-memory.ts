@@ -3,7 +3,8 @@
 //
 // Builds each app instrumented for the Linux simulator (`mcconfig -i -m -p lin`) in a scratch copy,
 // runs it in mcsim under Xvfb against a local mutual-TLS Mosquitto with a PKI of its own, and drives
-// the README's scenario: online, a `ping` answered, the broker stopped 12 s (backoff, queueing),
+// the README's scenario: online, a `ping` answered, a desired setting and a job from the AWS IoT
+// emulator applied (IoTLink), the broker stopped 12 s (backoff, queueing),
 // restarted (reconnect, drain, restored). mcsim prints the SDK's instruments once a second (chunk
 // and slot heap used and allocated, stack peak, collections); a small probe added to each scratch
 // copy forces a collection every 4 s and prints what is then live. Prints ONE table.
@@ -13,11 +14,12 @@
 // builds in $MODDABLE/build, mcsim, Xvfb and Mosquitto are removed or stopped at the end.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import mqtt from "mqtt";
+import { startAwsEmulator, type RunningAwsEmulator } from "./aws-emulator.ts";
 import { DEV_PKI_FILES, ensureDevPki } from "./certs.ts";
 import { CommandError, helpIfAsked, readCommandLine, runCommand, UsageError, wholeNumber } from "./cli.ts";
 import { findMosquitto, MOSQUITTO_MISSING, startMosquitto, type RunningMosquitto } from "./mosquitto.ts";
@@ -247,7 +249,7 @@ function stageIotlink(sdk: Sdk, work: string, pki: string, override: CreationOve
   const name = "iotlink-device-memory";
   const directory = join(work, name);
   mkdirSync(directory);
-  for (const file of ["main.ts", "manifest.json", "manifest_iotlink.json", "manifest_awsiot.json"]) copyFileSync(join(root, file), join(directory, file));
+  for (const file of readdirSync(root).filter((file) => file === "main.ts" || /^manifest.*\.json$/.test(file))) copyFileSync(join(root, file), join(directory, file));
   cpSync(join(root, "modules"), join(directory, "modules"), { recursive: true });
   mkdirSync(join(directory, "hosts"));
   cpSync(join(root, "hosts/moddable"), join(directory, "hosts/moddable"), { recursive: true });
@@ -436,6 +438,8 @@ interface Driver {
   settled?: (line: string) => boolean;
   /** What the app does when the broker goes away, if it does not reconnect: said under the table. */
   atOutage?: string;
+  /** The app's thing: after the ping, the AWS IoT emulator sets a desired interval in its shadow and queues a job, and the app's lines for both are awaited. */
+  cloud?: { thing: string; applied: RegExp; jobReported: RegExp };
 }
 
 async function pingOnce(broker: RunningMosquitto, pki: string, topics: { command: string; reply: string }): Promise<string> {
@@ -460,7 +464,7 @@ async function pingOnce(broker: RunningMosquitto, pki: string, topics: { command
   }
 }
 
-async function runScenario(sdk: Sdk, staged: Staged, driver: Driver, broker: RunningMosquitto, pki: string, display: string, outageSeconds: number, logs: string): Promise<{ sim: Simulator; scenario: string[]; problems: string[]; mark: { restart: number; pingSample: number | undefined; outageLine: number } }> {
+async function runScenario(sdk: Sdk, staged: Staged, driver: Driver, broker: RunningMosquitto, emulator: RunningAwsEmulator, pki: string, display: string, outageSeconds: number, logs: string): Promise<{ sim: Simulator; scenario: string[]; problems: string[]; mark: { restart: number; pingSample: number | undefined; outageLine: number } }> {
   const sim = new Simulator();
   const scenario: string[] = [];
   const problems: string[] = [];
@@ -490,6 +494,13 @@ async function runScenario(sdk: Sdk, staged: Staged, driver: Driver, broker: Run
       note(`ping answered: ${reply}`);
       await sim.nextSamples(2);
       sim.setPhase("online");
+    }
+    if (driver.cloud) {
+      const from = sim.lines.length;
+      emulator.service.updateShadowDocument(driver.cloud.thing, "", { state: { desired: { telemetryIntervalMs: 4000 } } });
+      emulator.service.createJob("device-memory-" + Date.now().toString(36), { operation: "report-status" }, [driver.cloud.thing]);
+      note(`desired interval applied: ${await sim.waitFor(driver.cloud.applied, 10_000, from, "the desired interval applied")}`);
+      note(`job reported: ${await sim.waitFor(driver.cloud.jobReported, 10_000, from, "the job reported")}`);
     }
     await sleep(Math.max(0, 12_000 - (Date.now() - started)));
     note(`broker stopped for ${outageSeconds} s`);
@@ -658,6 +669,7 @@ const IOTLINK_DRIVER: Driver = {
   online: /^iotlink online /,
   ready: /^iotlink subscribe .*status=acknowledged/,
   ping: { command: "iotlink/iotlink-device/cmd", reply: "iotlink/iotlink-device/reply" },
+  cloud: { thing: "iotlink-device", applied: /^iotlink setting name=telemetryIntervalMs value=4000 /, jobReported: /^iotlink job event=reported / },
   restored: /^iotlink restored /,
   settled: (line) => {
     const match = /^iotlink status state=online queue=0 inflight=0 .*sent=(\d+) acked=(\d+)/.exec(line);
@@ -683,6 +695,7 @@ export async function measureDeviceMemory(options: { outageSeconds: number; keep
   const logs = join(work, "logs");
   mkdirSync(logs);
   let broker: RunningMosquitto | undefined;
+  let emulator: RunningAwsEmulator | undefined;
   let xvfb: ChildProcess | undefined;
   const staged: Staged[] = [];
   let failed = false;
@@ -696,6 +709,11 @@ export async function measureDeviceMemory(options: { outageSeconds: number; keep
     const version = spawnSync(findMosquitto() ?? "mosquitto", ["-h"], { encoding: "utf8" });
     const mosquitto = /mosquitto version (\S+)/.exec(version.stdout + version.stderr)?.[0] ?? "Mosquitto";
     say(`Mosquitto on 127.0.0.1:${broker.port}, scratch ${work}`);
+    // The Device Shadow and Jobs the app uses, beside the broker (it reconnects after the outage by itself).
+    emulator = await startAwsEmulator({
+      url: `mqtts://localhost:${broker.port}`,
+      mqtt: { ca: readFileSync(join(pki, DEV_PKI_FILES.caCertificatePem)), cert: readFileSync(join(pki, DEV_PKI_FILES.deviceCertificatePem)), key: readFileSync(join(pki, DEV_PKI_FILES.deviceKeyPem)), rejectUnauthorized: true },
+    });
     const iotlink = stageIotlink(sdk, work, pki, options.creation ?? {});
     const example = stageMqttAws(sdk, work, pki, broker.port);
     staged.push(iotlink, example);
@@ -708,7 +726,7 @@ export async function measureDeviceMemory(options: { outageSeconds: number; keep
       [iotlink, IOTLINK_DRIVER, "IoTLink app (main.ts)" + overrideLabel(options.creation ?? {})],
       [example, MQTT_AWS_DRIVER, "SDK examples/network/aws/mqtt-aws"],
     ] as const) {
-      const run = await runScenario(sdk, stage, driver, broker, pki, started.display, options.outageSeconds, logs);
+      const run = await runScenario(sdk, stage, driver, broker, emulator, pki, started.display, options.outageSeconds, logs);
       if (!broker.running) await broker.restart();
       const result = figures(label, run, driver);
       if (!result.ok) failed = true;
@@ -720,6 +738,7 @@ export async function measureDeviceMemory(options: { outageSeconds: number; keep
     throw error;
   } finally {
     await stopChild(xvfb);
+    await emulator?.stop().catch(() => undefined);
     await broker?.stop().catch(() => undefined);
     for (const stage of staged) {
       rmSync(stage.buildTmp, { recursive: true, force: true });

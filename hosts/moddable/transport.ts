@@ -44,7 +44,7 @@ const DISCONNECTED = -1;
  */
 const CONTROL_RESERVE_BYTES = 512;
 
-/** The transmit buffer's size, unless the largest packet is larger. */
+/** The transmit buffer's size at most, unless the largest packet is larger. */
 const TRANSMIT_BUFFER_BYTES = 4096;
 
 interface MinimalSocket {
@@ -117,14 +117,16 @@ export class SocketTransport implements Transport {
   private retained: unknown;
 
   /**
-   * The transmit buffer holds what the socket cannot take at once: 4 KB, or the largest packet if
-   * that is larger, which could otherwise never be written. The control packet reserve comes on top.
+   * The transmit buffer holds what the socket cannot take at once: two of the largest packets up to
+   * 4 KB (the device app's 1 KB packets keep 2 KB), or the largest packet if that is larger, which
+   * could otherwise never be written. The control packet reserve comes on top.
    */
   constructor(endpoint: EndpointSettings, largestPacketBytes = 0) {
     const problem = endpointProblem(endpoint) || wholeNumberProblem("largestPacketBytes", largestPacketBytes, 0, 268435460);
     if (problem !== "") throw invalid(problem);
     this.endpoint = endpoint;
-    this.pending = new Uint8Array(largestPacketBytes > TRANSMIT_BUFFER_BYTES ? largestPacketBytes : TRANSMIT_BUFFER_BYTES);
+    const twoPackets = largestPacketBytes === 0 || largestPacketBytes * 2 > TRANSMIT_BUFFER_BYTES ? TRANSMIT_BUFFER_BYTES : largestPacketBytes * 2;
+    this.pending = new Uint8Array(largestPacketBytes > twoPackets ? largestPacketBytes : twoPackets);
   }
 
   private secureOptions(): Record<string, unknown> {

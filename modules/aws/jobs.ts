@@ -120,6 +120,8 @@ export class JobsClient extends ReplyLayer {
   private readonly listenHandler: (JobsMessageHandler | undefined)[];
   /** @internal The runner driven by this client's notify-next and restores. */
   runner: JobRunner | undefined;
+  /** The runner asked to look for its next job at the next timer turn (wakeRunner). */
+  private runnerDue = false;
   private readonly reply = { jobs: undefined as unknown as JobsClient, operation: "", requestId: 0, jobId: "", payload: new Uint8Array(0) as Uint8Array, errorCode: "" };
   private replyJobId = "";
 
@@ -316,7 +318,28 @@ export class JobsClient extends ReplyLayer {
   }
 
   protected override afterRestored(): void {
-    if (this.runner) this.runner.restored();
+    if (this.runner) this.wakeRunner();
+  }
+
+  /**
+   * @internal The runner looks for its next job on a timer turn of its own, not inside the reply,
+   * notification or restore that asked for it: a request made there would sit on top of the read's
+   * stack (an ESP32's 384 slots overflowed when a job report's reply asked for the next job).
+   */
+  wakeRunner(): void {
+    this.runnerDue = true;
+    this.client.reschedule();
+  }
+
+  override nextDeadline(now: number): number {
+    return this.runnerDue ? 0 : super.nextDeadline(now);
+  }
+
+  override onDeadline(now: number): void {
+    super.onDeadline(now);
+    if (!this.runnerDue) return;
+    this.runnerDue = false;
+    if (this.runner) this.runner.wake();
   }
 }
 
@@ -461,11 +484,11 @@ export class JobRunner {
   /** @internal notify-next: a job is next (or none is). */
   notified(payload: Uint8Array): void {
     const message = parsePayload(payload) as { execution?: unknown } | undefined;
-    if (message && message.execution !== undefined) this.trigger();
+    if (message && message.execution !== undefined) this.jobs.wakeRunner();
   }
 
-  /** @internal The client is restored: whatever was lost with the link is asked for again. */
-  restored(): void {
+  /** @internal The timer turn wakeRunner() asked for: the next job (or a report still due) is asked for now. */
+  wake(): void {
     this.trigger();
   }
 
@@ -506,7 +529,7 @@ export class JobRunner {
     if (this.stopping && !this.reportDue) return this.halt();
     if (next || this.again) {
       this.again = false;
-      this.trigger();
+      this.jobs.wakeRunner();
     }
   }
 
@@ -609,7 +632,7 @@ export class JobRunner {
     // Lost with the link, or dropped by the queue: reported again at the next trigger (now if online).
     this.reportDue = true;
     this.state = RunnerState.Idle;
-    if (this.jobs.client.stateName === "online") this.trigger();
+    if (this.jobs.client.stateName === "online") this.jobs.wakeRunner();
   }
 
   private rereadVersion(): void {

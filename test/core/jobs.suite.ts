@@ -190,6 +190,22 @@ test("job runner: notify-next drives start-next; the job runs once and is report
   equal(r.runner.stateName, "idle");
 });
 
+test("job runner: the next job is asked for on a timer turn of its own, never inside the reply or notification that prompted it (the device's stack)", () => {
+  const r = runner((_job, finish) => finish("SUCCEEDED"));
+  r.runner.start();
+  r.c.s.clock.settle();
+  r.c.reply("start-next/accepted", { timestamp: 1, clientToken: "j-1" });
+  r.c.s.broker.publish(PREFIX + "notify-next", JSON.stringify({ timestamp: 3, execution: { jobId: "job1", status: "QUEUED", queuedAt: 3, lastUpdatedAt: 3, versionNumber: 1, executionNumber: 1, jobDocument: {} } }), 1);
+  equal(r.c.requests("start-next").length, 1, "not inside the notification's delivery");
+  r.c.s.clock.settle();
+  equal(r.c.requests("start-next").length, 2, "on the next timer turn");
+  r.c.reply("start-next/accepted", { execution: execution("job1", 2, "j-run-2"), timestamp: 4, clientToken: "j-2" });
+  r.c.s.broker.publish(PREFIX + "job1/update/accepted", JSON.stringify({ timestamp: 5, clientToken: "j-3" }), 1);
+  equal(r.c.requests("start-next").length, 2, "not inside the report's reply");
+  r.c.s.clock.settle();
+  equal(r.c.requests("start-next").length, 3);
+});
+
 test("job runner: a job update conflict (VersionMismatch) is re-read with describe and retried with the version read; the job ran once", () => {
   const r = runner((_job, finish) => finish("SUCCEEDED"));
   r.runner.start();
