@@ -17,3 +17,4 @@ import "./preload.suite";
 import "./shadow.suite";
 import "./jobs.suite";
 import "./sigv4.suite";
+import "./websocket.suite";
