@@ -4,9 +4,7 @@
 // docs/device-app.md, "Log lines").
 import config from "mc/config";
 import Timer from "timer";
-import { type Job, type JobFinish, JobRunner, JobsClient } from "./modules/aws/jobs";
-import { parsePayload } from "./modules/aws/json";
-import { REPLY_STATUS_NAMES, ReplyStatus, type ShadowCallback, ShadowClient, type ShadowMessage } from "./modules/aws/shadow";
+import { RemoteSettings } from "./app/remote-settings";
 import { MqttClient, type InboundMessage } from "./modules/client";
 import { formatLogLine } from "./modules/logline";
 import { ACK_STATUS_NAMES, AckStatus, DROP_NEWEST, DROP_OLDEST, type EndpointSettings, State } from "./modules/types";
@@ -96,9 +94,6 @@ const operationTimeoutMs = whole("operationTimeoutMs", 5000, 1, 0x7fffffff);
 const useShadow = flag("shadow", true);
 const useJobs = flag("jobs", true);
 const thingName = text("thingName", clientId);
-/** The telemetry intervals a desired state or a set-interval job may ask for. */
-const INTERVAL_MIN_MS = 1000;
-const INTERVAL_MAX_MS = 3600000;
 const FIRMWARE_VERSION = "0.1.0";
 const clock = moddablePlatform.createClock();
 const client = new MqttClient({
@@ -183,9 +178,7 @@ client.on("restored", () => {
   // CONNACK's read and its events and took the stack to 344 of 384 slots; from a timer, about 250.
   Timer.set(() => {
     subscribeCommands();
-    reportAndSync();
-    // Once: from then on the runner asks for jobs again after each restore by itself.
-    if (runner !== undefined && !stopped && runner.stateName === "stopped") runner.start();
+    remote.restored();
   }, 0);
 });
 client.on("reconnecting", (delay, attempt) => log("backoff", ["delay", delay, "attempt", attempt]));
@@ -235,111 +228,22 @@ function publishTelemetry(): void {
   }
 }
 
-// ------------------------------------------------------------------ Device Shadow and Jobs
-// The classic shadow holds the device's settings: at each restore the app reports them (and its
-// firmware version and uptime), then reads the shadow for a desired change made while it was away;
-// a delta applies what it accepts (a telemetry interval in range) and reports it back, and names what
-// it refuses, with why, in reported.rejected (null once nothing is). Jobs of two kinds are run:
-// {"operation":"set-interval","telemetryIntervalMs":N} and {"operation":"report-status"}; any other
-// is REJECTED. Work asked for from a delta or a reply runs on a turn of its own (the stack budget).
-let stopped = false;
-const shadows = useShadow ? new ShadowClient(client, { maxShadows: 1, maxPending: 4, timeoutMs: operationTimeoutMs, maxDocumentBytes: 512 }) : undefined;
-const shadow = shadows?.shadow(thingName);
-const jobs = useJobs ? new JobsClient(client, thingName, { maxPending: 4, maxListeners: 0, timeoutMs: operationTimeoutMs }) : undefined;
-const runner = jobs !== undefined ? new JobRunner(jobs, (job, finish) => Timer.set(() => runJob(job, finish), 0), { onEvent: (event, jobId, detail) => log("job", ["event", event, "id", jobId, "detail", detail]) }) : undefined;
-
-function intervalProblem(value: unknown): string {
-  return typeof value === "number" && Number.isInteger(value) && value >= INTERVAL_MIN_MS && value <= INTERVAL_MAX_MS ? "" : "must be a whole number from " + INTERVAL_MIN_MS + " to " + INTERVAL_MAX_MS;
-}
-
-function setTelemetryInterval(value: number, from: string): void {
-  if (value !== telemetryIntervalMs) {
-    telemetryIntervalMs = value;
+// The Device Shadow and Jobs: app/remote-settings.ts (preloaded: its code stays in flash).
+const remote = new RemoteSettings(client, {
+  thingName,
+  useShadow,
+  useJobs,
+  timeoutMs: operationTimeoutMs,
+  firmwareVersion: FIRMWARE_VERSION,
+  interval: () => telemetryIntervalMs,
+  setInterval: (ms) => {
+    telemetryIntervalMs = ms;
     if (telemetryTimer !== undefined) startTelemetry();
-  }
-  log("setting", ["name", "telemetryIntervalMs", "value", value, "from", from]);
-}
-
-const onShadowReply: ShadowCallback = (status, reply) => {
-  if (status !== ReplyStatus.Accepted) log("shadow", ["operation", reply.operation, "status", REPLY_STATUS_NAMES[status], "code", reply.code]);
-};
-
-/** Reports `reported` in the shadow; `desired` too when the device itself changed a setting (a job). */
-function report(reported: Record<string, unknown>, desired?: Record<string, unknown>): void {
-  if (shadow === undefined) return;
-  try {
-    shadow.update({ state: desired === undefined ? { reported } : { desired, reported } }, onShadowReply);
-  } catch (error) {
-    log("error", ["code", "shadow", "message", error instanceof Error ? error.message : String(error)]);
-  }
-}
-
-/** Applies a desired state: what is accepted is reported with its new value, what is not under reported.rejected. */
-function applyDesired(state: unknown, from: string): void {
-  if (state === null || typeof state !== "object") return;
-  const desired = state as Record<string, unknown>;
-  const reported: Record<string, unknown> = {};
-  const rejected: Record<string, string> = {};
-  let refused = 0;
-  for (const key in desired) {
-    if (key === "telemetryIntervalMs") {
-      const problem = intervalProblem(desired[key]);
-      if (problem === "") setTelemetryInterval(desired[key] as number, from);
-      else {
-        rejected[key] = problem;
-        refused++;
-      }
-      reported[key] = telemetryIntervalMs;
-    } else if (key !== "rejected") {
-      rejected[key] = "not a setting of this device";
-      refused++;
-    }
-  }
-  for (const key in rejected) log("setting", ["name", key, "rejected", rejected[key], "from", from]);
-  reported.rejected = refused > 0 ? rejected : null;
-  report(reported);
-}
-
-function onDelta(delta: ShadowMessage): void {
-  const document = parsePayload(delta.payload) as { state?: unknown } | undefined;
-  if (document !== undefined) Timer.set(() => applyDesired(document.state, "delta"), 0);
-}
-
-/** At each restore: the settings reported, then the shadow read for a change desired meanwhile. */
-function reportAndSync(): void {
-  if (shadow === undefined) return;
-  report({ telemetryIntervalMs, firmwareVersion: FIRMWARE_VERSION, uptimeMs: uptime() });
-  try {
-    shadow.get((status, reply) => {
-      if (status !== ReplyStatus.Accepted) return onShadowReply(status, reply);
-      const document = parsePayload(reply.payload) as { state?: { delta?: unknown } } | undefined;
-      const delta = document?.state?.delta;
-      if (delta !== undefined) Timer.set(() => applyDesired(delta, "get"), 0);
-    });
-  } catch (error) {
-    log("error", ["code", "shadow", "message", error instanceof Error ? error.message : String(error)]);
-  }
-}
-
-function runJob(job: Job, finish: JobFinish): void {
-  const document = job.document as { operation?: unknown; telemetryIntervalMs?: unknown } | null;
-  const operation = document !== null && typeof document === "object" ? document.operation : undefined;
-  log("job", ["event", "run", "id", job.jobId, "detail", String(operation)]);
-  if (operation === "set-interval") {
-    const problem = intervalProblem(document!.telemetryIntervalMs);
-    if (problem !== "") return finish("FAILED", { reason: "telemetryIntervalMs " + problem });
-    setTelemetryInterval(document!.telemetryIntervalMs as number, "job");
-    // Desired as well: the shadow's desired state would otherwise undo the job at the next restore.
-    report({ telemetryIntervalMs }, { telemetryIntervalMs });
-    finish("SUCCEEDED", { telemetryIntervalMs: String(telemetryIntervalMs) });
-  } else if (operation === "report-status") {
-    finish("SUCCEEDED", { state: client.stateName, uptimeMs: String(uptime()), queue: String(client.queuedCount), sent: String(client.stats.sent), acked: String(client.stats.acknowledged) });
-  } else {
-    finish("REJECTED", { reason: "unknown operation (this device runs set-interval and report-status)" });
-  }
-}
-
-shadow?.onDelta(onDelta);
+  },
+  uptime,
+  later: (work) => Timer.set(work, 0),
+  log,
+});
 
 log("start", ["client", clientId, "endpoint", endpoint.host + ":" + port, "tls", !plaintext, "mutual", mutualTls, "telemetry", telemetryTopic, "commands", commandTopic]);
 client.connect();
@@ -371,8 +275,7 @@ if (runForMs > 0) {
   Timer.set(() => {
     stopTelemetry();
     Timer.clear(statusTimer);
-    stopped = true;
-    runner?.stop();
+    remote.stop();
     // What was sent gets its acknowledgement first, while online, for one operation timeout at most.
     const giveUpAt = clock.now() + operationTimeoutMs;
     const stop = Timer.repeat(() => {
