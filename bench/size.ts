@@ -61,6 +61,9 @@ export async function runSize(): Promise<SizeRow[]> {
 
 // ------------------------------------------------------------------ XS bytecode (needs the Moddable SDK)
 
+/** The optional manifest fragments, each measured by the bytecode it adds to manifest_iotlink.json's (5b). */
+const FRAGMENTS = ["manifest_awsiot.json", "manifest_shadow.json", "manifest_jobs.json", "manifest_awsiot_shadow.json", "manifest_awsiot_jobs.json", "manifest_websocket.json", "manifest_provisioning.json", "manifest_storage.json"] as const;
+
 /** Moddable's MQTT stack in its SDK: the ECMA-419 client, its reconnecting wrapper, the legacy QoS 0 module. */
 const MODDABLE_MQTT_FILES = {
   client: "examples/io/tcp/mqttclient/mqttclient.js",
@@ -178,6 +181,13 @@ export async function runBytecode(sizeRows: SizeRow[]): Promise<BytecodeResult> 
       await compileModules(xsc, "Moddable: ECMA-419 MQTT client + mqtt/js wrapper", [join(sdk, MODDABLE_MQTT_FILES.client), join(sdk, MODDABLE_MQTT_FILES.wrapper)], join(work, "moddable")),
       await compileModules(xsc, "Moddable: legacy QoS 0 mqtt module", [join(sdk, MODDABLE_MQTT_FILES.legacy)], join(work, "legacy")),
     ];
+    // What each optional fragment adds to the library fragment's firmware: its own modules only.
+    const library = new Set(loadManifestClosure(join(root, "manifest_iotlink.json")).modules.keys());
+    for (const fragment of FRAGMENTS) {
+      if (!existsSync(join(root, fragment))) continue;
+      const added = [...loadManifestClosure(join(root, fragment)).modules].filter(([specifier]) => !library.has(specifier)).map(([, source]) => source + ".ts");
+      rows.push(await compileModules(xsc, `fragment ${fragment} adds`, added, join(work, fragment)));
+    }
     return { sdk, xsc, rows, breakdown: breakdownCore(xsc, coreFiles, join(work, "breakdown")) };
   } finally {
     rmSync(work, { recursive: true, force: true });
