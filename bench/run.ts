@@ -198,6 +198,8 @@ const OPERATION_NAMES: Record<string, string> = {
   "inbound-qos0": "inbound QoS 0 PUBLISH decoded + dispatched",
   "inbound-qos1+puback": "inbound QoS 1 PUBLISH decoded + dispatched + PUBACK sent",
   "keepalive-tick": "keep-alive tick (timer, PINGREQ, PINGRESP)",
+  "shadow-update+reply": "Device Shadow update (52 B document) + its PUBACK + its /accepted reply matched by token",
+  "shadow-delta": "Device Shadow delta received, version-checked, handed to the handler",
   "offline-enqueue": "offline enqueue (QoS 1, 64 B)",
   "offline-drain+puback": "drain of one queued message + its PUBACK",
   "reconnect (per round, scripted broker included)": "reconnect + CONNECT/CONNACK (per connection, scripted broker included)",

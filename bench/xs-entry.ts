@@ -9,6 +9,7 @@
 // would send are fed straight to the client's TransportSink from buffers made at setup: what is
 // metered is the client, not the test broker.
 // No Node or DOM API may be used here: this file runs on XS.
+import { ShadowClient, type Shadow } from "../modules/aws/shadow";
 import { MqttClient, type ClientOptions, type InboundMessage } from "../modules/client";
 import { Ring } from "../modules/ring";
 import { DROP_NEWEST, DROP_OLDEST } from "../modules/types";
@@ -179,6 +180,87 @@ const scenarios: Record<string, Scenario> = {
     check() {
       return `${current.broker.writesOut} PINGREQ writes, state ${current.client.stateName}`;
     },
+  },
+};
+
+// Device Shadow: an update and its /accepted reply, and a delta, through the ShadowClient over the
+// client. The broker's packets (each reply carries its request's token, each delta a newer version)
+// are made at setup for every request a bench run makes, so the run meters the device only.
+const SHADOW_THING = "bench-thing";
+const SHADOW_PREFIX = "$aws/things/" + SHADOW_THING + "/shadow/";
+const SHADOW_DOCUMENT = '{"state":{"reported":{"telemetryIntervalMs":5000}}}';
+/** Warm-up, the empty and the metered runs, and the setup's own request. */
+const SHADOW_PACKETS = 2600;
+let shadowPackets: Uint8Array[] = [];
+let shadowNext = 0;
+let shadow: Shadow;
+let shadowReplies = 0;
+const onShadowReply = (status: number): void => {
+  if (status === 0) shadowReplies++;
+};
+let deltas = 0;
+const onDelta = (): void => {
+  deltas++;
+};
+
+function shadowRig(): void {
+  current = online();
+  const shadows = new ShadowClient(current.client, { maxShadows: 1, maxPending: 4, clientTokenPrefix: "b", maxDocumentBytes: 512 });
+  shadow = shadows.shadow(SHADOW_THING);
+  shadowNext = 0;
+  shadowReplies = 0;
+  deltas = 0;
+}
+
+scenarios["shadow-update+reply"] = {
+  setup() {
+    shadowRig();
+    shadowPackets = [];
+    for (let id = 1; id <= SHADOW_PACKETS; id++) {
+      shadowPackets.push(publishPacket(SHADOW_PREFIX + "update/accepted", '{"state":{"reported":{"telemetryIntervalMs":5000}},"metadata":{"reported":{"telemetryIntervalMs":{"timestamp":1700000000}}},"version":' + id + ',"timestamp":1700000000,"clientToken":"b-' + id + '"}', 0));
+    }
+    // The first request subscribes to the reply topics: done here, not metered.
+    shadow.update(SHADOW_DOCUMENT, onShadowReply);
+    current.clock.settle();
+    const first = shadowPackets[shadowNext++]!;
+    current.client.onTransportData(first, 0, first.length);
+    current.broker.counting = true;
+  },
+  run(n) {
+    const client = current.client;
+    for (let i = 0; i < n; i++) {
+      shadow.update(SHADOW_DOCUMENT, onShadowReply);
+      feedPuback(client, client.lastPacketId);
+      const reply = shadowPackets[shadowNext++]!;
+      client.onTransportData(reply, 0, reply.length);
+    }
+  },
+  check() {
+    if (shadow.client.pendingCount !== 0) throw new Error("shadow requests left waiting: " + shadow.client.pendingCount);
+    return `${shadowReplies} accepted, ${current.broker.writesOut} writes`;
+  },
+};
+
+scenarios["shadow-delta"] = {
+  setup() {
+    shadowRig();
+    shadowPackets = [];
+    for (let version = 1; version <= SHADOW_PACKETS; version++) {
+      shadowPackets.push(publishPacket(SHADOW_PREFIX + "update/delta", '{"version":' + version + ',"timestamp":1700000000,"state":{"telemetryIntervalMs":2000},"metadata":{"telemetryIntervalMs":{"timestamp":1700000000}}}', 0));
+    }
+    shadow.onDelta(onDelta);
+    current.clock.settle();
+    current.broker.counting = true;
+  },
+  run(n) {
+    const client = current.client;
+    for (let i = 0; i < n; i++) {
+      const delta = shadowPackets[shadowNext++]!;
+      client.onTransportData(delta, 0, delta.length);
+    }
+  },
+  check() {
+    return `${deltas} deltas handled`;
   },
 };
 
