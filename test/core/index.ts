@@ -18,3 +18,4 @@ import "./shadow.suite";
 import "./jobs.suite";
 import "./sigv4.suite";
 import "./websocket.suite";
+import "./journal.suite";
