@@ -7,11 +7,13 @@ import { checkOptionalFunction, checkQos, type ClientOptions, connectBinaryProbl
 // A SUBACK's code for a refused filter: what subscribeAsync reports for any failed subscribe, as in Python.
 import { SUBACK_FAILURE } from "./subscriptions";
 import { type Payload, payloadLength } from "./packet";
+import { DEFAULT_CLOCK_FLOOR_MS, presignMqttUrl, type SigV4Crypto } from "./sigv4";
 import { mqttStringProblem, utf8Length } from "./topic";
 import {
   Accepted,
   ACK_STATUS_NAMES,
   AckStatus,
+  type AwsCredentials,
   DROP_NEWEST,
   DROP_OLDEST,
   type EndpointSettings,
@@ -21,6 +23,7 @@ import {
   hostProblem,
   type Platform,
   shown,
+  type Transport,
   wholeNumber,
   wholeNumberProblem,
 } from "./types";
@@ -36,6 +39,30 @@ export const AWS_MAX_PAYLOAD_BYTES = 131072;
 export const AWS_MAX_TOPIC_BYTES = 256;
 /** The largest PUBLISH AWS IoT Core can take: fixed header, a 256-byte topic, packet id, 128 KB payload. */
 export const AWS_MAX_PACKET_BYTES = 5 + 2 + AWS_MAX_TOPIC_BYTES + 2 + AWS_MAX_PAYLOAD_BYTES;
+/** AWS IoT Core's port for MQTT over WebSocket. */
+export const WEBSOCKET_PORT = 443;
+
+/** The signer's checks without its work (its crypto stubbed): for checking credentials at the call. */
+const CHECK_ONLY: SigV4Crypto = Object.freeze({
+  sha256Hex(): string {
+    return "";
+  },
+  hmacSha256(): Uint8Array {
+    return new Uint8Array(0);
+  },
+});
+/** A host the signer takes, for checking credentials and a region before the endpoint is known. */
+const PLACEHOLDER_HOST = "example-ats.iot.us-east-1.amazonaws.com";
+
+/** What the SigV4 signer says of these inputs (never their secret parts), or "". */
+function sigv4Problem(accessKeyId: string, secretAccessKey: string, sessionToken: string | undefined, region: string | undefined): string {
+  try {
+    presignMqttUrl({ host: PLACEHOLDER_HOST, region, accessKeyId, secretAccessKey, sessionToken, nowMs: DEFAULT_CLOCK_FLOOR_MS }, CHECK_ONLY);
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
+  return "";
+}
 
 /** The message object handed to Python-style callbacks (the payload is a copy the callee may keep). */
 export interface AWSIoTMessage {
@@ -102,6 +129,11 @@ export class AWSIoTMQTTClientCore {
 
   private readonly platform: Platform;
   private readonly options: Partial<ClientOptions> & { clientId: string };
+  /** useWebsocket: MQTT over WebSocket with SigV4 (the CA alone, IAM credentials, port 443). */
+  private readonly websocket: boolean;
+  /** configureIAMCredentials's, read at every connection attempt (a later call rotates them). */
+  private iam: AwsCredentials | undefined;
+  private region: string | undefined;
   private endpoint: EndpointSettings | undefined;
   private plaintextAllowed = false;
   private username: string | undefined;
@@ -118,9 +150,9 @@ export class AWSIoTMQTTClientCore {
     if (idProblem !== "") throw invalid(idProblem);
     if (protocolType !== MQTTv3_1_1) throw invalid("only MQTT 3.1.1 (protocolType 4) is supported");
     if (typeof useWebsocket !== "boolean") throw invalid("useWebsocket must be a boolean, got " + shown(useWebsocket));
-    if (useWebsocket) throw invalid("MQTT over WebSocket is not supported: use X.509 mutual TLS on port 8883 or 443");
     if (typeof cleanSession !== "boolean") throw invalid("cleanSession must be a boolean");
     this.platform = platform;
+    this.websocket = useWebsocket;
     this.options = { clientId: clientID, cleanSession, keepAliveSeconds: 600, queueEntries: 256, queueBytes: 32768, dropPolicy: DROP_NEWEST };
   }
 
@@ -167,18 +199,28 @@ export class AWSIoTMQTTClientCore {
     if (this.client) throw invalid(what + " must be called before connect(): the client's memory is fixed when it is built");
   }
 
-  /** Port 443 turns on ALPN "x-amzn-mqtt-ca", as AWS IoT Core requires for MQTT on 443. */
-  configureEndpoint(hostName: string, portNumber: number): void {
+  /**
+   * Port 443 turns on ALPN "x-amzn-mqtt-ca", as AWS IoT Core requires for MQTT on 443. Over
+   * WebSocket there is no ALPN, and the port may be left out: 443.
+   */
+  configureEndpoint(hostName: string, portNumber?: number): void {
     this.configurable("configureEndpoint");
-    const problem = hostProblem("hostName", hostName) || wholeNumberProblem("portNumber", portNumber, 1, 65535);
+    const port = portNumber === undefined && this.websocket ? WEBSOCKET_PORT : portNumber;
+    const problem = hostProblem("hostName", hostName) || wholeNumberProblem("portNumber", port, 1, 65535);
     if (problem !== "") throw invalid(problem);
-    this.endpoint = { ...this.endpoint, host: hostName, port: portNumber, alpn: portNumber === 443 ? ["x-amzn-mqtt-ca"] : undefined };
+    this.endpoint = { ...this.endpoint, host: hostName, port: port as number, alpn: port === 443 && !this.websocket ? ["x-amzn-mqtt-ca"] : undefined };
   }
 
-  /** Resource names (certificates and key in flash, DER). Key and certificate go together. */
+  /**
+   * Resource names (certificates and key in flash, DER). Key and certificate go together. Over
+   * WebSocket, the CA alone: the device signs in with its IAM credentials (configureIAMCredentials).
+   */
   configureCredentials(CAFilePath: string, KeyPath = "", CertificatePath = ""): void {
     this.configurable("configureCredentials");
     if (typeof CAFilePath !== "string" || CAFilePath.length === 0) throw invalid("CAFilePath must name the CA certificate resource");
+    if (this.websocket && (KeyPath !== "" || CertificatePath !== "")) {
+      throw invalid("MQTT over WebSocket signs in with IAM credentials, not a certificate: call configureCredentials(CAFilePath) with the CA alone, and configureIAMCredentials()");
+    }
     if (typeof KeyPath !== "string" || typeof CertificatePath !== "string" || (KeyPath === "") !== (CertificatePath === "")) {
       throw invalid("KeyPath and CertificatePath must both name resources (mutual TLS) or both be empty");
     }
@@ -193,11 +235,39 @@ export class AWSIoTMQTTClientCore {
   configureUnencryptedConnection(iUnderstandTrafficIsNotEncrypted: boolean): void {
     this.configurable("configureUnencryptedConnection");
     if (iUnderstandTrafficIsNotEncrypted !== true) throw invalid("pass true to confirm that traffic will not be encrypted");
+    if (this.websocket) throw invalid("MQTT over WebSocket always uses TLS: its signed URL must not travel in the clear");
     this.plaintextAllowed = true;
   }
 
-  configureIAMCredentials(): void {
-    throw invalid("IAM (SigV4) credentials need MQTT over WebSocket, which is not supported");
+  /**
+   * The IAM credentials MQTT over WebSocket signs its URL with (SigV4), as in the Python SDK; a
+   * session token "" means none (an IAM user's keys), and temporary (STS) keys need theirs. Unlike
+   * the other configure calls it may be called at any time: each connection attempt, reconnects
+   * included, signs with the credentials of that moment, so rotated keys take effect at the next
+   * one. Checked at the call; the secret and the token are never shown in an error or an event.
+   */
+  configureIAMCredentials(AWSAccessKeyID: string, AWSSecretAccessKey: string, AWSSessionToken = ""): void {
+    if (!this.websocket) throw invalid("IAM credentials are for MQTT over WebSocket: construct the client with useWebsocket=true (X.509 mutual TLS takes configureCredentials(CA, key, certificate))");
+    if (typeof AWSAccessKeyID !== "string" || typeof AWSSecretAccessKey !== "string") throw invalid("AWSAccessKeyID and AWSSecretAccessKey must be strings");
+    if (typeof AWSSessionToken !== "string") throw invalid("AWSSessionToken must be a string (\"\" for none)");
+    const sessionToken = AWSSessionToken === "" ? undefined : AWSSessionToken;
+    const problem = sigv4Problem(AWSAccessKeyID, AWSSecretAccessKey, sessionToken, undefined);
+    if (problem !== "") throw invalid(problem);
+    this.iam = Object.freeze({ accessKeyId: AWSAccessKeyID, secretAccessKey: AWSSecretAccessKey, sessionToken });
+  }
+
+  /**
+   * (IoTLink extension) The SigV4 region of a WebSocket client, for an endpoint whose host does not
+   * name it (a custom domain, a local gateway); by default it comes from the endpoint,
+   * `<id>-ats.iot.<region>.amazonaws.com`.
+   */
+  configureRegion(region: string): void {
+    this.configurable("configureRegion");
+    if (!this.websocket) throw invalid("the region is for MQTT over WebSocket (SigV4): construct the client with useWebsocket=true");
+    if (typeof region !== "string") throw invalid("region must look like \"eu-west-1\", got " + shown(region));
+    const problem = sigv4Problem("AKIAIOSFODNN7EXAMPLE", "-", undefined, region);
+    if (problem !== "") throw invalid(problem);
+    this.region = region;
   }
 
   configureLastWill(topic: string, payload: Payload, QoS: number, retain = false): void {
@@ -317,17 +387,14 @@ export class AWSIoTMQTTClientCore {
     }
     const endpoint = this.endpoint;
     if (!endpoint) throw invalid("call configureEndpoint(hostName, portNumber) before connect()");
-    if (!endpoint.caResource && !this.plaintextAllowed) {
-      throw invalid("no TLS credentials: call configureCredentials(CAFilePath, KeyPath, CertificatePath); IoTLink never falls back to plain TCP silently");
-    }
-    const settings: EndpointSettings = endpoint.caResource ? endpoint : { ...endpoint, plaintext: true };
+    const transport = this.websocket ? this.webSocketTransport(endpoint) : this.tlsTransport(endpoint);
     let username = this.username;
     if (this.metrics) username = (username ?? "") + "?SDK=" + SDK_NAME + "&Version=" + SDK_VERSION;
     const client = new MqttClient({
       ...this.options,
       keepAliveSeconds: keepAliveIntervalSecond,
       username,
-      transport: this.platform.createTransport(settings, this.options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES),
+      transport,
       clock: this.platform.createClock(),
     });
     // A user callback that throws is the client's to report (it isolates its listeners, not the
@@ -370,6 +437,26 @@ export class AWSIoTMQTTClientCore {
     });
     this.client = client;
     return client;
+  }
+
+  private tlsTransport(endpoint: EndpointSettings): Transport {
+    if (!endpoint.caResource && !this.plaintextAllowed) {
+      throw invalid("no TLS credentials: call configureCredentials(CAFilePath, KeyPath, CertificatePath); IoTLink never falls back to plain TCP silently");
+    }
+    const settings: EndpointSettings = endpoint.caResource ? endpoint : { ...endpoint, plaintext: true };
+    return this.platform.createTransport(settings, this.options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES);
+  }
+
+  /** MQTT over WebSocket: TLS with the CA alone, the URL signed at every attempt with the IAM credentials of that moment. */
+  private webSocketTransport(endpoint: EndpointSettings): Transport {
+    if (!endpoint.caResource) throw invalid("MQTT over WebSocket needs TLS: call configureCredentials(CAFilePath) with the CA certificate resource before connect()");
+    if (!this.iam) throw invalid("a WebSocket client signs in with IAM credentials: call configureIAMCredentials(AWSAccessKeyID, AWSSecretAccessKey, AWSSessionToken) before connect()");
+    if (typeof this.platform.createWebSocketTransport !== "function") throw invalid("this platform has no MQTT over WebSocket (Platform.createWebSocketTransport)");
+    return this.platform.createWebSocketTransport({ host: endpoint.host, port: endpoint.port, caResource: endpoint.caResource }, {
+      credentials: () => this.iam as AwsCredentials,
+      region: this.region,
+      maxPacketBytes: this.options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES,
+    });
   }
 
   private notify(handler: (() => void) | undefined): void {

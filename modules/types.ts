@@ -233,12 +233,53 @@ export interface EndpointSettings {
   plaintext?: boolean;
 }
 
+/** AWS credentials for SigV4: an IAM user's keys, or temporary (STS) keys with their session token. */
+export interface AwsCredentials {
+  readonly accessKeyId: string;
+  /** Never shown: no error, event or trace carries it. */
+  readonly secretAccessKey: string;
+  /** Temporary credentials only; absent or "" for none. Never shown either. */
+  readonly sessionToken?: string;
+}
+
+/** Where MQTT over WebSocket connects: TLS that checks the server only (the CA alone, no client certificate). */
+export interface WebSocketEndpoint {
+  host: string;
+  /** 443 when absent. */
+  port?: number;
+  /** TLS server name to verify, and the Host the URL is signed for; defaults to `host`. */
+  serverName?: string;
+  /** Resource name (flash) of the CA certificate (DER): Amazon Root CA 1 for AWS IoT Core. */
+  caResource: string;
+  /** ALPN protocols, rarely needed (never "x-amzn-mqtt-ca", which is MQTT without WebSocket). */
+  alpn?: string[];
+}
+
+/** How MQTT over WebSocket signs in: SigV4, signed anew at every connection attempt. */
+export interface WebSocketTransportOptions {
+  /** The credentials, or a function called at every connection attempt for the current ones (rotated STS keys). */
+  credentials: AwsCredentials | (() => AwsCredentials);
+  /** The SigV4 region; taken from an AWS IoT endpoint's host (`<id>-ats.iot.<region>.amazonaws.com`) when absent. */
+  region?: string;
+  /** The client's maxPacketBytes: bounds the frames and the buffers. */
+  maxPacketBytes: number;
+  /** A clock before this (epoch ms) is refused instead of signed: default 2024-01-01. */
+  clockFloorMs?: number;
+  /** The time of day in epoch ms, for signing (default Date.now). */
+  now?: () => number;
+}
+
 /** What a host provides: time, and a way to reach an endpoint. */
 export interface Platform {
   /** A new Clock for one client: a Clock serves one client, whose single timer it re-arms. */
   createClock(): Clock;
   /** A transport that can take any packet up to `largestPacketBytes` (the client's maxPacketBytes). */
   createTransport(endpoint: EndpointSettings, largestPacketBytes?: number): Transport;
+  /**
+   * MQTT over WebSocket with SigV4 (AWS IoT Core on port 443), where the host has it: on Moddable,
+   * `moddableWebSocketPlatform` of hosts/moddable/websocket.ts (manifest_websocket.json).
+   */
+  createWebSocketTransport?(endpoint: WebSocketEndpoint, options: WebSocketTransportOptions): Transport;
 }
 
 /** What is wrong with a host name or address, or "": a URL or a host:port given here is a common slip. */

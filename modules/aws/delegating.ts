@@ -34,8 +34,8 @@ export class AWSIoTMQTTDelegatingClient {
   configureEndpoint(hostName: string, portNumber: number): void {
     this.connection.configureEndpoint(hostName, portNumber);
   }
-  configureIAMCredentials(): void {
-    this.connection.configureIAMCredentials();
+  configureIAMCredentials(AWSAccessKeyID: string, AWSSecretAccessKey: string, AWSSessionToken = ""): void {
+    this.connection.configureIAMCredentials(AWSAccessKeyID, AWSSecretAccessKey, AWSSessionToken);
   }
   configureCredentials(CAFilePath: string, KeyPath = "", CertificatePath = ""): void {
     this.connection.configureCredentials(CAFilePath, KeyPath, CertificatePath);

@@ -1,6 +1,6 @@
 // The AWSIoTMQTTClient facade: Python SDK names and defaults, and the SDK's defects fixed.
 import { AWS_MAX_PACKET_BYTES, AWS_MAX_PAYLOAD_BYTES, AWS_MAX_TOPIC_BYTES, AWSIoTMQTTClientCore, DROP_NEWEST, DROP_OLDEST, SDK_NAME } from "../../modules/awsiot";
-import type { EndpointSettings, Platform } from "../../modules/types";
+import type { AwsCredentials, EndpointSettings, Platform, Transport, TransportSink, WebSocketEndpoint, WebSocketTransportOptions } from "../../modules/types";
 import { deepEqual, equal, ok, test, throws } from "../harness";
 import { fromUtf8 } from "../support/broker-codec";
 import { ScriptedBroker } from "../support/scripted-broker";
@@ -216,7 +216,6 @@ test("facade: configuration is validated at the call and fixed once connected", 
   throws(() => client.configureEndpoint("", 8883), "hostName");
   throws(() => client.configureEndpoint("h", 70000), "portNumber");
   throws(() => client.configureCredentials("ca.der", "key.der"), "both");
-  throws(() => new AWSIoTMQTTClientCore(platform().platform, "x", 4, true), "WebSocket");
   throws(() => new AWSIoTMQTTClientCore(platform().platform, ""), "clientID must not be empty");
   throws(() => new AWSIoTMQTTClientCore(platform().platform, "dev\ud800"), "clientID must be an MQTT string: text of at most 65535 UTF-8 bytes, without U+0000 or a lone surrogate");
   throws(() => new AWSIoTMQTTClientCore(platform().platform, "dev\u0000"), "clientID must be an MQTT string: text of at most 65535 UTF-8 bytes, without U+0000 or a lone surrogate");
@@ -539,4 +538,156 @@ test("facade: at most 8 connectAsync callbacks wait at once; the ninth is refuse
   broker.openBehaviour = "hang";
   for (let i = 0; i < 8; i++) client.connectAsync(60, () => undefined);
   throws(() => client.connectAsync(60, () => undefined), "8 callbacks already wait");
+});
+
+// ---------------------------------------------------------------- useWebsocket=true
+
+const WS_HOST = "abc123-ats.iot.eu-west-1.amazonaws.com";
+const KEY_ID = "AKIAIOSFODNN7EXAMPLE";
+const SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+const TOKEN = "FwoGZXIvYXdzEXAMPLE/token+with=odd~chars";
+
+/** A platform with MQTT over WebSocket: what the facade asked of createWebSocketTransport, each time. */
+function webSocketPlatform(): ReturnType<typeof platform> & { made: { endpoint: WebSocketEndpoint; options: WebSocketTransportOptions }[] } {
+  const p = platform();
+  const made: { endpoint: WebSocketEndpoint; options: WebSocketTransportOptions }[] = [];
+  return {
+    ...p,
+    made,
+    platform: {
+      ...p.platform,
+      createWebSocketTransport(endpoint, options) {
+        made.push({ endpoint, options });
+        return p.broker;
+      },
+    },
+  };
+}
+
+function currentCredentials(options: WebSocketTransportOptions): AwsCredentials {
+  return typeof options.credentials === "function" ? options.credentials() : options.credentials;
+}
+
+test("facade: useWebsocket=true takes the CA alone and IAM credentials, defaults to port 443 without ALPN, and builds its transport with createWebSocketTransport", async () => {
+  const p = webSocketPlatform();
+  const client = new AWSIoTMQTTClientCore(p.platform, "ws-device", 4, true);
+  client.configureEndpoint(WS_HOST);
+  throws(() => client.configureCredentials("ca.der", "key.der", "cert.der"), "with the CA alone");
+  client.configureCredentials("AmazonRootCA1.der");
+  client.configureIAMCredentials(KEY_ID, SECRET, TOKEN);
+  const connecting = client.connect();
+  p.clock.settle();
+  equal(await connecting, true);
+  equal(p.endpoints.length, 0, "no TLS transport was made");
+  equal(p.made.length, 1);
+  deepEqual(p.made[0].endpoint, { host: WS_HOST, port: 443, caResource: "AmazonRootCA1.der" });
+  equal(p.made[0].options.region, undefined, "the region comes from the endpoint");
+  equal(p.made[0].options.maxPacketBytes, 2048);
+  equal(typeof p.made[0].options.credentials, "function", "a provider: each attempt signs with the credentials of that moment");
+  deepEqual(currentCredentials(p.made[0].options), { accessKeyId: KEY_ID, secretAccessKey: SECRET, sessionToken: TOKEN });
+  equal(p.broker.sent(1)[0].username, "?SDK=" + SDK_NAME + "&Version=0.1.0");
+  // Rotation: configureIAMCredentials may be called once connected; the next attempt signs with the new keys.
+  client.configureIAMCredentials("ASIAQWERTYUIOPASDFGH", "anotherSecret", "");
+  deepEqual(currentCredentials(p.made[0].options), { accessKeyId: "ASIAQWERTYUIOPASDFGH", secretAccessKey: "anotherSecret", sessionToken: undefined }, "a token \"\" is none");
+  throws(() => client.configureRegion("eu-west-1"), "before connect()");
+});
+
+test("facade: a WebSocket client on another port and a host that does not name its region (configureRegion)", async () => {
+  const p = webSocketPlatform();
+  const client = new AWSIoTMQTTClientCore(p.platform, "ws-device", 4, true);
+  client.configureEndpoint("localhost", 8443);
+  client.configureCredentials("ca.der");
+  client.configureIAMCredentials(KEY_ID, SECRET);
+  throws(() => client.configureRegion("Ireland"), "the region must look like \"eu-west-1\", got \"Ireland\"");
+  throws(() => client.configureRegion(5 as unknown as string), "region must look like \"eu-west-1\", got 5");
+  client.configureRegion("eu-west-1");
+  const connecting = client.connect(30);
+  p.clock.settle();
+  await connecting;
+  deepEqual(p.made[0].endpoint, { host: "localhost", port: 8443, caResource: "ca.der" });
+  equal(p.made[0].options.region, "eu-west-1");
+  equal(currentCredentials(p.made[0].options).sessionToken, undefined);
+});
+
+test("facade: WebSocket misconfigurations are refused at the call, naming the call to make, never showing a secret or a token", () => {
+  const tls = new AWSIoTMQTTClientCore(webSocketPlatform().platform, "tls-device");
+  throws(() => tls.configureIAMCredentials(KEY_ID, SECRET, TOKEN), "construct the client with useWebsocket=true");
+  throws(() => tls.configureRegion("eu-west-1"), "useWebsocket=true");
+  throws(() => tls.configureEndpoint(WS_HOST), "portNumber must be a whole number from 1 to 65535, got undefined");
+
+  const client = new AWSIoTMQTTClientCore(webSocketPlatform().platform, "ws-device", 4, true);
+  throws(() => client.configureUnencryptedConnection(true), "MQTT over WebSocket always uses TLS");
+  const messages: string[] = [];
+  const refused = (body: () => unknown, fragment: string): void => {
+    try {
+      body();
+    } catch (error) {
+      messages.push((error as Error).message);
+    }
+    throws(body, fragment);
+  };
+  refused(() => client.configureIAMCredentials("AKID", SECRET, TOKEN), "the access key id must be 16 to 128 letters and digits");
+  refused(() => client.configureIAMCredentials(KEY_ID, SECRET + " x", TOKEN), "the secret access key must be 1 to 256 printable ASCII characters without spaces");
+  refused(() => client.configureIAMCredentials(KEY_ID, "", TOKEN), "the secret access key must be");
+  refused(() => client.configureIAMCredentials(KEY_ID, SECRET, TOKEN + "\n"), "the session token, when given, must be 1 to 4096 printable ASCII characters without spaces");
+  refused(() => client.configureIAMCredentials(KEY_ID, SECRET, null as unknown as string), "AWSSessionToken must be a string");
+  refused(() => client.configureIAMCredentials(KEY_ID, 42 as unknown as string), "AWSAccessKeyID and AWSSecretAccessKey must be strings");
+  for (const message of messages) ok(message.indexOf(SECRET) < 0 && message.indexOf(TOKEN) < 0 && message.indexOf("wJalr") < 0 && message.indexOf("FwoG") < 0, "no secret or token in: " + message);
+
+  // connect() names what is missing.
+  throws(() => client.connectAsync(), "call configureEndpoint(hostName, portNumber) before connect()");
+  client.configureEndpoint(WS_HOST);
+  throws(() => client.connectAsync(), "MQTT over WebSocket needs TLS: call configureCredentials(CAFilePath)");
+  client.configureCredentials("ca.der");
+  throws(() => client.connectAsync(), "a WebSocket client signs in with IAM credentials: call configureIAMCredentials(AWSAccessKeyID, AWSSecretAccessKey, AWSSessionToken) before connect()");
+  const bare = new AWSIoTMQTTClientCore(platform().platform, "ws-device", 4, true);
+  bare.configureEndpoint(WS_HOST);
+  bare.configureCredentials("ca.der");
+  bare.configureIAMCredentials(KEY_ID, SECRET);
+  throws(() => bare.connectAsync(), "this platform has no MQTT over WebSocket (Platform.createWebSocketTransport)");
+});
+
+/** A transport whose every attempt fails the way a refused upgrade does. */
+class RefusingUpgrade implements Transport {
+  opens = 0;
+  constructor(private readonly clock: VirtualClock, private readonly reason: string) {}
+  open(sink: TransportSink): void {
+    this.opens++;
+    this.clock.after(5, () => sink.onTransportClosed(this.reason));
+  }
+  write(): boolean {
+    return false;
+  }
+  end(): void {}
+  abort(): void {}
+}
+
+test("facade: a refused upgrade (HTTP 403) rejects connect() with the status and the server's words, reaches onError, and backs off: never online", async () => {
+  const p = webSocketPlatform();
+  const refusal = "websocket upgrade refused: HTTP 403 Forbidden: The request signature we calculated does not match the signature you provided.";
+  const transport = new RefusingUpgrade(p.clock, refusal);
+  p.platform.createWebSocketTransport = () => transport;
+  const client = new AWSIoTMQTTClientCore(p.platform, "ws-device", 4, true);
+  client.configureEndpoint(WS_HOST);
+  client.configureCredentials("ca.der");
+  client.configureIAMCredentials(KEY_ID, SECRET, TOKEN);
+  client.configureAutoReconnectBackoffTime(1, 4, 20);
+  let online = 0;
+  client.onOnline = () => online++;
+  const errors: string[] = [];
+  client.onError = (error) => errors.push(error.code + ": " + error.message);
+  const connecting = client.connect();
+  p.clock.advance(10);
+  let message = "";
+  try {
+    await connecting;
+  } catch (error) {
+    message = (error as Error).message;
+  }
+  equal(message, "connection closed before CONNACK: " + refusal);
+  p.clock.advance(1000 + 5 + 2000 + 5);
+  equal(transport.opens, 3, "retried after 1 s and 2 s");
+  equal(online, 0);
+  equal(errors.length, 3);
+  equal(errors[0], "connect-failed: connection closed before CONNACK: " + refusal);
 });

@@ -46,11 +46,15 @@ test("the app's manifest lists every module main.ts imports, and not the AWS IoT
   assert.ok(!app.has("modules/awsiot") && !app.has("hosts/moddable/awsiot"));
 });
 
-test("manifest_awsiot.json adds exactly the facade's modules to the library fragment", () => {
+test("manifest_awsiot.json adds exactly the facade's modules to the library and WebSocket fragments", () => {
   const library = listed("manifest_iotlink.json");
+  const websocket = listed("manifest_websocket.json");
   const facade = listed("manifest_awsiot.json");
   assert.deepEqual(names(importGraph("hosts/moddable/awsiot.ts")).filter((name) => !facade.has(name)), [], "the facade's imports are all listed");
-  assert.deepEqual([...facade.keys()].filter((name) => !library.has(name)).sort(), ["hosts/moddable/awsiot", "modules/awsiot"]);
+  assert.deepEqual([...facade.keys()].filter((name) => !websocket.has(name)).sort(), ["hosts/moddable/awsiot", "modules/awsiot"]);
+  // The WebSocket fragment is the library plus MQTT over WebSocket (useWebsocket=true): what hosts/moddable/websocket.ts imports.
+  assert.deepEqual([...websocket.keys()].filter((name) => !library.has(name)).sort(), names(importGraph("hosts/moddable/websocket.ts")).filter((name) => !library.has(name)));
+  assert.ok(!library.has("modules/websocket") && !library.has("modules/sigv4"), "the core's fragment carries no WebSocket module");
   // The library fragment is everything an app needs besides its own code: the core and the Moddable host.
   assert.deepEqual([...library.keys()].sort(), names(importGraph("hosts/moddable/platform.ts")).concat(names(importGraph("modules/client.ts"))).filter((name, i, all) => all.indexOf(name) === i).sort());
 });
