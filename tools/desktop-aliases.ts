@@ -16,6 +16,7 @@ export const desktopAliases: Readonly<Record<string, string>> = Object.freeze({
   "mc/config": desktopHost("config.ts"),
   crypt: desktopHost("crypt.ts"),
   hmac: desktopHost("hmac.ts"),
+  flash: desktopHost("flash.ts"),
 });
 
 /** Installs XS's `trace` global (and binds bare `trace` references when used with `inject`). */
