@@ -7,8 +7,9 @@ import Timer from "timer";
 import { RemoteSettings } from "./app/remote-settings";
 import { MqttClient, type InboundMessage } from "./modules/client";
 import { formatLogLine } from "./modules/logline";
-import { ACK_STATUS_NAMES, AckStatus, DROP_NEWEST, DROP_OLDEST, type EndpointSettings, State } from "./modules/types";
+import { ACK_STATUS_NAMES, AckStatus, DROP_NEWEST, DROP_OLDEST, type EndpointSettings, State, type Transport } from "./modules/types";
 import { moddablePlatform } from "./hosts/moddable/platform";
+import { createWebSocketTransport } from "./hosts/moddable/websocket";
 
 // Command-line overrides (mcconfig key=value) arrive as strings: parse and check every setting.
 const settings = config as Record<string, unknown>;
@@ -56,19 +57,26 @@ const prefix = text("topicPrefix", "iotlink") + "/" + clientId;
 const telemetryTopic = prefix + "/telemetry";
 const commandTopic = prefix + "/cmd";
 const replyTopic = prefix + "/reply";
-const port = whole("port", 8883, 1, 65535);
+// transport=websocket: MQTT over WebSocket signed with SigV4 (AWS IoT Core on port 443, the Python
+// SDK's useWebsocket=True): TLS with the CA alone, the device signs in with accessKeyId and
+// secretAccessKey (and sessionToken for temporary keys), never logged.
+const websocket = choice("transport", "tls", ["tls", "websocket"]) === "websocket";
+const port = whole("port", websocket ? 443 : 8883, 1, 65535);
 const plaintext = flag("plaintext", false);
+if (websocket && plaintext) throw new Error("config transport=websocket takes no plaintext: MQTT over WebSocket always uses TLS");
+if (websocket && (settings.certificateResource || settings.keyResource)) throw new Error("config transport=websocket takes no certificateResource or keyResource: the device signs in with accessKeyId and secretAccessKey");
+if (!websocket && (settings.accessKeyId || settings.secretAccessKey || settings.sessionToken || settings.region)) throw new Error("config transport=tls takes no accessKeyId, secretAccessKey, sessionToken or region: they are for transport=websocket");
 // mutualTls=false: the broker authenticates the device another way (a user name and password, say); TLS checks the broker only.
-const mutualTls = !plaintext && flag("mutualTls", true);
+const mutualTls = !plaintext && !websocket && flag("mutualTls", true);
 // The manifest leaves the resource names empty: "" takes the default below, and the defaults fall away
 // with plaintext or without mutual TLS, so that a resource named there can be refused rather than ignored.
-if (!plaintext && !mutualTls && (settings.certificateResource || settings.keyResource)) throw new Error("config mutualTls=false takes no certificateResource or keyResource");
+if (!plaintext && !mutualTls && !websocket && (settings.certificateResource || settings.keyResource)) throw new Error("config mutualTls=false takes no certificateResource or keyResource");
 const endpoint: EndpointSettings = {
   host: text("endpoint", "localhost"),
   port,
   serverName: text("serverName", "") || undefined,
   // AWS IoT Core speaks MQTT on 443 only with this ALPN protocol.
-  alpn: port === 443 ? ["x-amzn-mqtt-ca"] : undefined,
+  alpn: port === 443 && !websocket ? ["x-amzn-mqtt-ca"] : undefined,
   caResource: text("caResource", plaintext ? "" : "ca.der") || undefined,
   certificateResource: text("certificateResource", mutualTls ? "device-cert.der" : "") || undefined,
   keyResource: text("keyResource", mutualTls ? "device-key.der" : "") || undefined,
@@ -96,9 +104,32 @@ const useJobs = flag("jobs", true);
 const thingName = text("thingName", clientId);
 const FIRMWARE_VERSION = "0.1.0";
 const clock = moddablePlatform.createClock();
+
+/**
+ * MQTT over WebSocket: made only with transport=websocket (its buffers are maxPacketBytes + 1,700
+ * bytes more than the TLS transport's). Errors name the setting, but a secret's or a token's error
+ * names transport=websocket instead: the desktop repeats the named setting's value.
+ */
+function webSocketTransport(): Transport {
+  const accessKeyId = text("accessKeyId", "");
+  const secretAccessKey = text("secretAccessKey", "");
+  if (accessKeyId === "" || secretAccessKey === "") throw new Error("config transport=websocket needs accessKeyId and secretAccessKey (and sessionToken for temporary credentials)");
+  try {
+    return createWebSocketTransport(
+      { host: endpoint.host, port, serverName: endpoint.serverName, caResource: endpoint.caResource as string },
+      { credentials: { accessKeyId, secretAccessKey, sessionToken: text("sessionToken", "") }, region: text("region", "") || undefined, maxPacketBytes },
+    );
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    const named = message.indexOf("access key id") >= 0 ? "accessKeyId is not valid: " : message.indexOf("no region given") === 0 ? "region must be set: " : message.indexOf("region") >= 0 ? "region is not valid: "
+      : message.indexOf("secret") >= 0 || message.indexOf("token") >= 0 ? "transport=websocket: " : "";
+    throw named === "" ? error : new Error("config " + named + message);
+  }
+}
+
 const client = new MqttClient({
   clientId,
-  transport: moddablePlatform.createTransport(endpoint, maxPacketBytes),
+  transport: websocket ? webSocketTransport() : moddablePlatform.createTransport(endpoint, maxPacketBytes),
   clock,
   // For brokers that authenticate with a user name and password (with mutualTls=false, typically); never logged.
   username: text("username", "") || undefined,
@@ -245,7 +276,8 @@ const remote = new RemoteSettings(client, {
   log,
 });
 
-log("start", ["client", clientId, "endpoint", endpoint.host + ":" + port, "tls", !plaintext, "mutual", mutualTls, "telemetry", telemetryTopic, "commands", commandTopic]);
+// transport=websocket is said; the credentials never are.
+log("start", ["client", clientId, "endpoint", endpoint.host + ":" + port, ...(websocket ? ["transport", "websocket"] : []), "tls", !plaintext, "mutual", mutualTls, "telemetry", telemetryTopic, "commands", commandTopic]);
 client.connect();
 
 let telemetryTimer: Timer | undefined;

@@ -6,12 +6,13 @@
 //   npm start
 //   npm start -- --endpoint abc123-ats.iot.eu-west-1.amazonaws.com --port 8883 --certs certs-aws --client-id my-thing
 //   npm start -- --run-for 20            (stop after 20 s; also IOTLINK_RUN_FOR)
+//   npm start -- --websocket             (MQTT over WebSocket with SigV4, through the WSS gateway)
 // Any manifest config value can be overridden as IOTLINK_CONFIG_<name>=value (mcconfig's name=value).
 //
 // A problem is one line on stderr (tools/cli.ts): exit code 2 for a flag or setting the user got
 // wrong, 1 for a failure (busy port, a run that never came online). Otherwise the app's exit code.
 import { spawn } from "node:child_process";
-import { X509Certificate } from "node:crypto";
+import { randomBytes, X509Certificate } from "node:crypto";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -22,9 +23,10 @@ import { DEV_PKI_FILES, ensureDevPki } from "./certs.ts";
 import { CommandError, EXIT_FAILURE, exitWithProblem, helpIfAsked, portNumber, readCommandLine, UsageError } from "./cli.ts";
 import { buildDesktopApp } from "./desktop-build.ts";
 import { loadManifestClosure } from "./manifest.ts";
+import { GatewayCertificateError, GatewayListenError, startWssGateway, type RunningWssGateway } from "./wss-gateway.ts";
 
-export const START_USAGE = `usage: npm start -- [--run-for SECONDS] [--quiet] [--port P] [--certs DIR] [--client-id ID]
-       npm start -- --endpoint HOST [--port 8883] [--certs DIR] [--client-id ID] [--run-for SECONDS]
+export const START_USAGE = `usage: npm start -- [--run-for SECONDS] [--quiet] [--port P] [--certs DIR] [--client-id ID] [--websocket]
+       npm start -- --endpoint HOST [--port 8883] [--certs DIR] [--client-id ID] [--run-for SECONDS] [--websocket]
 
 Runs the device app (main.ts) on the desktop and prints its log as the serial console would. With no
 --endpoint it makes the development PKI in --certs (first run), starts an embedded mutual-TLS broker
@@ -33,13 +35,20 @@ shows the app's remote paths: the commands ping and status after 3 and 6 seconds
 interval set in the shadow after 4 (and a setting the device refuses), and the jobs report-status and
 set-interval queued after 8 and 11. Stop it with Ctrl-C.
 
+With --websocket the app connects with MQTT over WebSocket signed with SigV4 (transport=websocket),
+as to AWS IoT Core on port 443: npm start also runs the AWS IoT-like WSS gateway (tools/wss-gateway.ts,
+TLS from the development PKI) with credentials made for the run, bridged to the embedded broker.
+With --endpoint, the app's credentials come from IOTLINK_CONFIG_accessKeyId, _secretAccessKey and
+_sessionToken (and _region when the host does not name it).
+
   --run-for S      stop after S seconds (the app disconnects and prints done)     IOTLINK_RUN_FOR
   --quiet          no broker log lines
   --port P         the embedded broker's port (default: a free one), or the port  IOTLINK_PORT
-                   of --endpoint (default 8883)
+                   of --endpoint (default 8883, 443 with --websocket)
   --certs DIR      the certificates (default certs)                               IOTLINK_CERTS
   --client-id ID   the MQTT client id (default: the manifest's, iotlink-device)   IOTLINK_CLIENT_ID
   --endpoint HOST  a broker of your own instead of the embedded one               IOTLINK_ENDPOINT
+  --websocket      MQTT over WebSocket with SigV4 (default: MQTT over TLS)        IOTLINK_WEBSOCKET=1
   --help           this text
 
 Every setting of the app (the config of manifest.json, see docs/device-app.md) can be given as
@@ -145,14 +154,14 @@ function isFlagOn(value: string | undefined): boolean | undefined {
   return undefined; // the app names a bad value itself
 }
 
-/** Against a broker of the user's own: the folder and the resources the app will read must be there. */
-function checkDeviceResources(certs: Given, directory: string): void {
+/** Against a broker of the user's own: the folder and the resources the app will read must be there (the CA alone over WebSocket). */
+function checkDeviceResources(certs: Given, directory: string, websocket: boolean): void {
   if (!existsSync(directory) || !statSync(directory).isDirectory()) {
     throw new UsageError(`${certs.name} ${certs.value}: no such folder (npm run import-aws makes one from AWS IoT downloads, npm run certs the development PKI)`);
   }
   const setting = (name: string): string | undefined => process.env["IOTLINK_CONFIG_" + name] || undefined;
-  const plaintext = isFlagOn(setting("plaintext")) === true;
-  const mutual = !plaintext && isFlagOn(setting("mutualTls")) !== false;
+  const plaintext = !websocket && isFlagOn(setting("plaintext")) === true;
+  const mutual = !plaintext && !websocket && isFlagOn(setting("mutualTls")) !== false;
   const needed = [
     ...(plaintext ? [] : [setting("caResource") ?? DEV_PKI_FILES.caCertificateDer]),
     ...(mutual ? [setting("certificateResource") ?? DEV_PKI_FILES.deviceCertificateDer, setting("keyResource") ?? DEV_PKI_FILES.deviceKeyDer] : []),
@@ -206,6 +215,7 @@ async function main(): Promise<void> {
     "client-id": { type: "string" },
     "run-for": { type: "string" },
     quiet: { type: "boolean" },
+    websocket: { type: "boolean" },
   });
   helpIfAsked(values, START_USAGE);
 
@@ -223,24 +233,28 @@ async function main(): Promise<void> {
   const portNumberGiven = port ? portNumber(port.value, port.name, !endpoint) : undefined;
   const stopAfterMs = runFor ? runForMs(runFor) : undefined;
   const certificates = resolve(certs.value);
+  const websocket = values.websocket === true || isFlagOn(process.env.IOTLINK_WEBSOCKET) === true;
 
-  // What npm start sets over the user's IOTLINK_CONFIG_*, each said once.
+  // What npm start sets over the user's IOTLINK_CONFIG_*, each said once (a secret's value never).
   const settings: Record<string, string> = {};
-  const set = (name: string, value: string, why: string): void => {
+  const set = (name: string, value: string, why: string, secret = false): void => {
     const before = process.env["IOTLINK_CONFIG_" + name];
-    if (before !== undefined && before !== value) say(`IOTLINK_CONFIG_${name}=${before} is replaced by ${value} (${why})`);
+    if (before !== undefined && before !== value) say(secret ? `IOTLINK_CONFIG_${name} is replaced (${why})` : `IOTLINK_CONFIG_${name}=${before} is replaced by ${value} (${why})`);
     settings["IOTLINK_CONFIG_" + name] = value;
   };
+  if (websocket) set("transport", "websocket", values.websocket ? "--websocket" : "IOTLINK_WEBSOCKET");
 
   let broker: RunningBroker | undefined;
   let emulator: RunningAwsEmulator | undefined;
+  let gateway: RunningWssGateway | undefined;
   if (host) {
-    checkDeviceResources(certs, certificates);
+    checkDeviceResources(certs, certificates, websocket);
     set("endpoint", host, `${endpoint!.name} ${host}`);
     const userPort = process.env.IOTLINK_CONFIG_port;
+    const defaultPort = websocket ? "443" : "8883";
     if (portNumberGiven !== undefined) set("port", String(portNumberGiven), `${port!.name} ${portNumberGiven}`);
-    else if (userPort === undefined || userPort === "") set("port", "8883", "the default port of --endpoint");
-    say(`connecting to ${host}:${settings.IOTLINK_CONFIG_port ?? userPort} with the certificates in ${certificates}`);
+    else if (userPort === undefined || userPort === "") set("port", defaultPort, `the default port of --endpoint${websocket ? " with --websocket" : ""}`);
+    say(`connecting to ${host}:${settings.IOTLINK_CONFIG_port ?? userPort} ${websocket ? "with MQTT over WebSocket (SigV4) and the CA" : "with the certificates"} in ${certificates}`);
   } else {
     checkDevelopmentFolder(certs, certificates);
     const pki = ensureDevPki({ directory: certificates });
@@ -272,8 +286,47 @@ async function main(): Promise<void> {
       await broker.stop();
       throw new CommandError(`the AWS IoT emulator could not start: ${(error as Error).message}`);
     }
-    set("port", String(broker.port), "the embedded broker's port");
     say(`embedded broker (mutual TLS) listening on localhost:${broker.port}, with the AWS IoT emulator (Device Shadow, Jobs)`);
+    if (!websocket) {
+      set("port", String(broker.port), "the embedded broker's port");
+    } else {
+      // Temporary credentials made for this run (a key id, a secret and a session token, as STS gives
+      // them); the gateway knows them, the app gets them as its settings, and neither is ever printed.
+      const accessKeyId = "ASIA" + randomBytes(12).toString("base64").replace(/[^A-Z0-9]/gi, "").toUpperCase().padEnd(16, "X").slice(0, 16);
+      const secretAccessKey = randomBytes(30).toString("base64");
+      const sessionToken = randomBytes(96).toString("base64");
+      const region = "eu-west-1";
+      try {
+        gateway = await startWssGateway({
+          port: 0,
+          credentials: { [accessKeyId]: { secret: secretAccessKey, sessionToken } },
+          region,
+          broker: {
+            host: broker.host,
+            port: broker.port,
+            tls: {
+              ca: readFileSync(join(certificates, DEV_PKI_FILES.caCertificatePem)),
+              cert: readFileSync(join(certificates, DEV_PKI_FILES.deviceCertificatePem)),
+              key: readFileSync(join(certificates, DEV_PKI_FILES.deviceKeyPem)),
+              servername: "localhost",
+            },
+          },
+          certificateDirectory: certificates,
+          log: values.quiet ? undefined : (line) => say("wss-gateway: " + line),
+        });
+      } catch (error) {
+        await emulator.stop();
+        await broker.stop();
+        if (error instanceof GatewayListenError || error instanceof GatewayCertificateError) throw new CommandError(error.message);
+        throw error;
+      }
+      set("port", String(gateway.port), "the WSS gateway's port");
+      set("accessKeyId", accessKeyId, "credentials made for this run");
+      set("secretAccessKey", secretAccessKey, "credentials made for this run", true);
+      set("sessionToken", sessionToken, "credentials made for this run", true);
+      set("region", region, "the WSS gateway's region");
+      say(`WSS gateway (AWS IoT-like, SigV4) listening on wss://localhost:${gateway.port}/mqtt, bridged to the embedded broker; the app signs in with credentials made for this run`);
+    }
   }
   if (clientId) set("clientId", clientId.value, `${clientId.name} ${clientId.value}`);
   if (stopAfterMs !== undefined) set("runForMs", String(stopAfterMs), `${runFor!.name} ${runFor!.value}`);
@@ -351,6 +404,7 @@ async function main(): Promise<void> {
       stopping = true;
       for (const timer of demo) clearTimeout(timer);
       await consoleClosed;
+      await gateway?.close();
       await emulator?.stop();
       await broker?.stop();
     }

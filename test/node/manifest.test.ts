@@ -72,7 +72,7 @@ test("the SDK's modules the transport needs come with the library fragment, and 
   assert.equal(library.compilerOptions.useDefineForClassFields, false);
   const app = loadManifestClosure(join(root, "manifest.json"));
   assert.deepEqual(app.config.tls, { DHE_RSA: false }, "the app gets it through the include");
-  assert.equal(app.files.map((file) => relative(root, file)).join(", "), "manifest_iotlink.json, manifest_shadow.json, manifest_jobs.json, manifest.json");
+  assert.equal(app.files.map((file) => relative(root, file)).join(", "), "manifest_iotlink.json, manifest_shadow.json, manifest_jobs.json, manifest_websocket.json, manifest.json");
 });
 
 test("every IoTLink module a manifest lists is preloaded (built into flash on the device, its tables frozen)", () => {
