@@ -3,10 +3,13 @@
 // ESP32 data partition, found by its label, in its 4,096-byte erase sectors. Why this module and how
 // to declare the partition: the comment at the top of hosts/desktop/flash.ts.
 //
-// Reads copy from the partition's memory map (Flash.map(), made once), so they allocate nothing;
-// ESP-IDF flushes the flash cache over a range it writes or erases, so the map shows every write.
-// With `mapped: false` each read is a Flash.read(), which allocates an ArrayBuffer per call (for a
-// platform whose map() is missing or not coherent). Writes pass the caller's bytes straight to
+// Reads copy from the partition's memory map (Flash.map(), made once), so they allocate nothing.
+// ESP-IDF invalidates the cache over a mapped range it writes or erases (esp_flash_write and
+// esp_flash_erase_region end with spi_flash_check_and_flush_cache), so the map shows every write: read
+// from the IDF sources, not yet checked on a device, which this project has not flashed. With
+// `mapped: false` each read is a Flash.read(), which allocates an ArrayBuffer per call: the fallback
+// for a platform whose map() is missing or not coherent. The map takes MMU data pages (64 KB each
+// on the ESP32) for the partition's size. Writes pass the caller's bytes straight to
 // Flash.write (it takes a view with an offset), erases are Flash.erase(block).
 // (The triple-slash reference types "flash" for tsconfig.json; mcconfig's own build types it from the
 // SDK's typings.)
