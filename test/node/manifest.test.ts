@@ -60,7 +60,7 @@ test("manifest_awsiot.json adds exactly the facade's modules to the library and 
 });
 
 test("every portable module and Moddable host module is in a manifest fragment (nothing written for the device is left out)", () => {
-  const everything = new Set([...listed("manifest.json").keys(), ...listed("manifest_awsiot.json").keys(), ...listed("manifest_websocket.json").keys()]);
+  const everything = new Set([...listed("manifest.json").keys(), ...listed("manifest_awsiot.json").keys(), ...listed("manifest_websocket.json").keys(), ...listed("manifest_storage.json").keys()]);
   const sources = ["modules", "hosts/moddable"].flatMap((directory) => readdirSync(join(root, directory)).filter((file) => file.endsWith(".ts")).map((file) => directory + "/" + file.replace(/\.ts$/, "")));
   assert.deepEqual(sources.filter((name) => !everything.has(name)), []);
 });
@@ -76,7 +76,7 @@ test("the SDK's modules the transport needs come with the library fragment, and 
 });
 
 test("every IoTLink module a manifest lists is preloaded (built into flash on the device, its tables frozen)", () => {
-  for (const manifest of ["manifest.json", "manifest_awsiot.json", "manifest_websocket.json"]) {
+  for (const manifest of ["manifest.json", "manifest_awsiot.json", "manifest_websocket.json", "manifest_storage.json"]) {
     const closure = loadManifestClosure(join(root, manifest));
     const app = [...closure.modules.keys()].filter((name) => name !== "main");
     assert.deepEqual(app.filter((name) => !closure.preload.has(name)), [], manifest + ": listed but not preloaded");
