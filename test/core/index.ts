@@ -19,3 +19,4 @@ import "./jobs.suite";
 import "./sigv4.suite";
 import "./websocket.suite";
 import "./journal.suite";
+import "./provisioning.suite";

@@ -60,7 +60,7 @@ test("manifest_awsiot.json adds exactly the facade's modules to the library and 
 });
 
 test("every portable module and Moddable host module is in a manifest fragment (nothing written for the device is left out)", () => {
-  const everything = new Set([...listed("manifest.json").keys(), ...listed("manifest_awsiot.json").keys(), ...listed("manifest_websocket.json").keys(), ...listed("manifest_storage.json").keys()]);
+  const everything = new Set([...listed("manifest.json").keys(), ...listed("manifest_awsiot.json").keys(), ...listed("manifest_websocket.json").keys(), ...listed("manifest_storage.json").keys(), ...listed("manifest_provisioning.json").keys()]);
   const sources = ["modules", "hosts/moddable"].flatMap((directory) => readdirSync(join(root, directory)).filter((file) => file.endsWith(".ts")).map((file) => directory + "/" + file.replace(/\.ts$/, "")));
   assert.deepEqual(sources.filter((name) => !everything.has(name)), []);
 });
@@ -76,7 +76,7 @@ test("the SDK's modules the transport needs come with the library fragment, and 
 });
 
 test("every IoTLink module a manifest lists is preloaded (built into flash on the device, its tables frozen)", () => {
-  for (const manifest of ["manifest.json", "manifest_awsiot.json", "manifest_websocket.json", "manifest_storage.json"]) {
+  for (const manifest of ["manifest.json", "manifest_awsiot.json", "manifest_websocket.json", "manifest_storage.json", "manifest_provisioning.json"]) {
     const closure = loadManifestClosure(join(root, manifest));
     const app = [...closure.modules.keys()].filter((name) => name !== "main");
     assert.deepEqual(app.filter((name) => !closure.preload.has(name)), [], manifest + ": listed but not preloaded");
@@ -85,5 +85,6 @@ test("every IoTLink module a manifest lists is preloaded (built into flash on th
 });
 test("manifest_shadow.json adds exactly the Shadow client's modules to the library fragment, all preloaded", () => { const fragment = loadManifestClosure(join(root, "manifest_shadow.json")); assert.deepEqual([...listed("manifest_shadow.json").keys()].filter((name) => !listed("manifest_iotlink.json").has(name)).sort(), names(importGraph("modules/aws/shadow.ts")).filter((name) => !listed("manifest_iotlink.json").has(name))); assert.deepEqual([...fragment.modules.keys()].filter((name) => !fragment.preload.has(name)), []); });
 test("manifest_awsiot_shadow.json adds exactly the shadow facade's modules to the facade and Shadow fragments, all preloaded", () => { const fragment = loadManifestClosure(join(root, "manifest_awsiot_shadow.json")); const under = new Set([...listed("manifest_awsiot.json").keys(), ...listed("manifest_shadow.json").keys()]); assert.deepEqual([...listed("manifest_awsiot_shadow.json").keys()].filter((name) => !under.has(name)).sort(), names(importGraph("modules/aws/shadow-moddable.ts")).filter((name) => !under.has(name))); assert.deepEqual([...fragment.modules.keys()].filter((name) => !fragment.preload.has(name)), []); });
+test("manifest_provisioning.json adds exactly the fleet provisioning modules to the library fragment, all preloaded", () => { const fragment = loadManifestClosure(join(root, "manifest_provisioning.json")); assert.deepEqual([...listed("manifest_provisioning.json").keys()].filter((name) => !listed("manifest_iotlink.json").has(name)).sort(), names(importGraph("modules/aws/provisioning.ts")).filter((name) => !listed("manifest_iotlink.json").has(name))); assert.deepEqual([...fragment.modules.keys()].filter((name) => !fragment.preload.has(name)), []); });
 test("manifest_jobs.json adds exactly the Jobs client's modules to the library fragment, all preloaded", () => { const fragment = loadManifestClosure(join(root, "manifest_jobs.json")); assert.deepEqual([...listed("manifest_jobs.json").keys()].filter((name) => !listed("manifest_iotlink.json").has(name)).sort(), names(importGraph("modules/aws/jobs.ts")).filter((name) => !listed("manifest_iotlink.json").has(name))); assert.deepEqual([...fragment.modules.keys()].filter((name) => !fragment.preload.has(name)), []); });
 test("manifest_awsiot_jobs.json adds exactly the jobs facade's modules to the facade and Jobs fragments, all preloaded", () => { const fragment = loadManifestClosure(join(root, "manifest_awsiot_jobs.json")); const under = new Set([...listed("manifest_awsiot.json").keys(), ...listed("manifest_jobs.json").keys()]); assert.deepEqual([...listed("manifest_awsiot_jobs.json").keys()].filter((name) => !under.has(name)).sort(), names(importGraph("modules/aws/jobs-moddable.ts")).filter((name) => !under.has(name))); assert.deepEqual([...fragment.modules.keys()].filter((name) => !fragment.preload.has(name)), []); });
