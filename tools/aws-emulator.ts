@@ -17,6 +17,14 @@
 //   StartNextPendingJobExecution, DescribeJobExecution (`$next` too), UpdateJobExecution with
 //   `expectedVersion` (VersionMismatch and InvalidStateTransition carry `executionState`), and the
 //   notify / notify-next notifications when the pending list or the next job changes.
+// - Fleet provisioning by claim (the device provisioning MQTT API, JSON topics), when configured with
+//   templates and a CA: CreateKeysAndCertificate issues an RSA-2048 key (PKCS#1 PEM, as AWS) and a
+//   certificate signed by that CA (the development CA, which the test brokers trust, so the device
+//   can connect with it), with a random single-use ownership token that expires (one hour by default,
+//   as AWS documents; the clock is injected); RegisterThing checks the template, the token (empty,
+//   unknown, used or expired: 400 InvalidCertificateOwnershipToken) and the template's required
+//   parameters, activates the certificate and answers {deviceConfiguration, thingName}. Errors are
+//   {statusCode, errorCode, errorMessage}, as AWS documents them.
 //
 // One difference from AWS: AWS IoT Core sends a reply to the client that made the request even if it
 // has no subscription to the reply topic. Here the reply is an ordinary PUBLISH through the broker,
@@ -24,12 +32,14 @@
 // its JobsClient does unless told not to). And a broker lets any client publish on $aws/ topics.
 //
 // As a script: npm run broker in one shell, then
-//   node --import tsx tools/aws-emulator.ts [--url mqtts://127.0.0.1:8883] [--certs certs] [--job id=document-json]
+//   node --import tsx tools/aws-emulator.ts [--url mqtts://127.0.0.1:8883] [--certs certs] [--job id=document-json] [--provision-template name]
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
-import { readFileSync } from "node:fs";
+import { createHash, createPrivateKey, generateKeyPairSync, randomBytes, X509Certificate } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { DEV_PKI_FILES } from "./certs.ts";
+import { DEV_PKI_FILES, issueCertificate, type Issuer } from "./certs.ts";
 
 /** The Device Shadow service's limit on a request document (bytes). */
 export const SHADOW_MAX_BYTES = 8192;
@@ -50,7 +60,75 @@ export const EMULATOR_FILTERS: readonly string[] = Object.freeze([
   "$aws/things/+/jobs/start-next",
   "$aws/things/+/jobs/+/get",
   "$aws/things/+/jobs/+/update",
+  "$aws/certificates/create/json",
+  "$aws/provisioning-templates/+/provision/json",
 ]);
+
+/** How long a certificate ownership token is valid: one hour, as AWS documents for CreateKeysAndCertificate. */
+export const OWNERSHIP_TOKEN_LIFETIME_MS = 60 * 60 * 1000;
+/** AWS's rule for a provisioning template name. */
+const TEMPLATE_NAME = /^[0-9A-Za-z_-]{1,36}$/;
+const THING_NAME = /^[a-zA-Z0-9:_-]{1,128}$/;
+
+/** A provisioning template, as far as the emulator follows one. */
+export interface ProvisioningTemplate {
+  /** Parameters RegisterThing must carry (default: the thing name parameter). */
+  requiredParameters?: readonly string[];
+  /** The parameter the thing name is made from (default "SerialNumber"). */
+  thingNameParameter?: string;
+  /** What goes before it in the thing name (default the template's name and "-"). */
+  thingNamePrefix?: string;
+  /** The template's DeviceConfiguration, returned by RegisterThing. */
+  deviceConfiguration?: Record<string, string>;
+}
+
+/** A key and certificate issued for CreateKeysAndCertificate, PEM. */
+export interface IssuedCertificate {
+  certificatePem: string;
+  privateKeyPem: string;
+}
+
+export interface FleetProvisioningOptions {
+  /** The templates RegisterThing knows, by name. */
+  templates: Record<string, ProvisioningTemplate>;
+  /** The CA that signs new certificates (PEM file paths), e.g. the development CA: certs/ca.pem and certs/ca-key.pem. */
+  issuer?: Issuer;
+  /** Or what issues a key and certificate (instead of openssl and `issuer`). */
+  issue?: () => IssuedCertificate;
+  /** How long an ownership token is valid, in ms of the service's clock; default OWNERSHIP_TOKEN_LIFETIME_MS. */
+  tokenLifetimeMs?: number;
+}
+
+/** A certificate CreateKeysAndCertificate issued. */
+export interface ProvisionedCertificate {
+  certificateId: string;
+  certificatePem: string;
+  status: "PENDING_ACTIVATION" | "ACTIVE";
+  /** The thing RegisterThing attached it to. */
+  thingName?: string;
+}
+
+/** An ownership token: its certificate, when it stops being valid (ms of the service's clock), whether RegisterThing took it. */
+interface OwnershipToken {
+  certificateId: string;
+  expiresAt: number;
+  used: boolean;
+}
+
+/** A new RSA-2048 key (returned as PKCS#1 PEM, as AWS does) and a client certificate for it signed by `issuer`, with openssl. */
+export function issueWithOpenssl(issuer: Issuer): IssuedCertificate {
+  const work = mkdtempSync(join(tmpdir(), "iotlink-provisioning-"));
+  try {
+    const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    const keyPem = join(work, "key.pem");
+    writeFileSync(keyPem, privateKey.export({ type: "pkcs8", format: "pem" }), { mode: 0o600 });
+    const certificatePem = join(work, "certificate.pem");
+    issueCertificate({ certificatePem, keyPem, commonName: "AWS IoT Certificate", profile: "client", issuer });
+    return { certificatePem: readFileSync(certificatePem, "utf8"), privateKeyPem: createPrivateKey(privateKey.export({ type: "pkcs8", format: "pem" })).export({ type: "pkcs1", format: "pem" }) as string };
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type JsonObject = { [key: string]: Json };
@@ -87,8 +165,10 @@ export interface ServicePublish {
 export interface ServiceOptions {
   /** The clock, in ms since the epoch (timestamps are whole seconds); default Date.now. */
   now?: () => number;
-  /** One line per request and outcome. */
+  /** One line per request and outcome (never a key or a token). */
   log?: (line: string) => void;
+  /** Fleet provisioning by claim; without it, its requests are answered 503. */
+  provisioning?: FleetProvisioningOptions;
 }
 
 interface ShadowRecord {
@@ -209,12 +289,24 @@ export class AwsIotService {
   private readonly executions = new Map<string, JobExecution[]>();
   private readonly now: () => number;
   private readonly log: (line: string) => void;
-  /** Requests handled, by kind ("shadow/update", "jobs/start-next"...). */
+  private readonly provisioning: FleetProvisioningOptions | undefined;
+  /** Certificates CreateKeysAndCertificate issued, by certificateId. */
+  readonly certificates = new Map<string, ProvisionedCertificate>();
+  private readonly ownershipTokens = new Map<string, OwnershipToken>();
+  /** Things RegisterThing made: thing name -> its certificateId and the parameters it was registered with. */
+  readonly things = new Map<string, { certificateId: string; templateName: string; parameters: Record<string, string> }>();
+  /** Requests handled, by kind ("shadow/update", "jobs/start-next", "provisioning/create-keys"...). */
   readonly counts = new Map<string, number>();
 
   constructor(private readonly publish: (message: ServicePublish) => void, options: ServiceOptions = {}) {
     this.now = options.now ?? Date.now;
     this.log = options.log ?? (() => {});
+    const provisioning = options.provisioning;
+    if (provisioning) {
+      for (const name of Object.keys(provisioning.templates)) if (!TEMPLATE_NAME.test(name)) throw new Error(`a provisioning template name is 1 to 36 of A-Z a-z 0-9 _ -, got ${JSON.stringify(name)}`);
+      if (!provisioning.issue && !provisioning.issuer) throw new Error("fleet provisioning needs an issuer (the CA's PEM files) or an issue function");
+    }
+    this.provisioning = provisioning;
   }
 
   private seconds(): number {
@@ -231,6 +323,16 @@ export class AwsIotService {
     const bytes = typeof payload === "string" ? Buffer.byteLength(payload) : payload.byteLength;
     const replyQos: 0 | 1 = qos >= 1 ? 1 : 0;
     const levels = topic.split("/");
+    if (topic === "$aws/certificates/create/json") {
+      this.count("provisioning/create-keys");
+      this.createKeysRequest(topic, text, replyQos);
+      return true;
+    }
+    if (levels[0] === "$aws" && levels[1] === "provisioning-templates" && levels.length === 5 && levels[3] === "provision" && levels[4] === "json") {
+      this.count("provisioning/register-thing");
+      this.registerThingRequest(topic, levels[2], text, replyQos);
+      return true;
+    }
     if (levels[0] !== "$aws" || levels[1] !== "things" || levels.length < 5) return false;
     const thing = levels[2];
     if (levels[3] === "shadow") {
@@ -432,6 +534,76 @@ export class AwsIotService {
     } finally {
       this.flush();
     }
+  }
+
+  // ------------------------------------------------------------ Fleet provisioning
+
+  private provisioningReject(topic: string, statusCode: number, errorCode: string, errorMessage: string, qos: 0 | 1, what: string): void {
+    this.log(`provisioning ${what}: rejected ${statusCode} ${errorCode} ${errorMessage}`);
+    this.send(topic + "/rejected", { statusCode, errorCode, errorMessage }, qos);
+  }
+
+  /** CreateKeysAndCertificate: a new key and certificate (PENDING_ACTIVATION) and its ownership token. */
+  private createKeysRequest(topic: string, text: string, qos: 0 | 1): void {
+    const what = "CreateKeysAndCertificate";
+    const provisioning = this.provisioning;
+    if (!provisioning) return this.provisioningReject(topic, 503, "ServiceUnavailable", "Fleet provisioning is not configured in this emulator", qos, what);
+    // AWS documents an empty payload; its SDKs send {}.
+    if (text.trim() !== "") {
+      let request: unknown;
+      try {
+        request = JSON.parse(text);
+      } catch {
+        request = undefined;
+      }
+      if (!isObject(request as Json)) return this.provisioningReject(topic, 400, "InvalidPayload", "The request payload is not a JSON object", qos, what);
+    }
+    const issued = provisioning.issue ? provisioning.issue() : issueWithOpenssl(provisioning.issuer as Issuer);
+    // AWS's certificate id is the SHA-256 of the certificate's DER, in hex.
+    const certificateId = createHash("sha256").update(new X509Certificate(issued.certificatePem).raw).digest("hex");
+    // AWS's tokens are base64 of a JSON envelope around a cipher text, about 500 characters: this one is random.
+    const certificateOwnershipToken = Buffer.from(JSON.stringify({ version: "20191023", cipher: randomBytes(288).toString("base64") })).toString("base64");
+    this.certificates.set(certificateId, { certificateId, certificatePem: issued.certificatePem, status: "PENDING_ACTIVATION" });
+    this.ownershipTokens.set(certificateOwnershipToken, { certificateId, expiresAt: this.now() + (provisioning.tokenLifetimeMs ?? OWNERSHIP_TOKEN_LIFETIME_MS), used: false });
+    this.log(`provisioning ${what}: certificate ${certificateId.slice(0, 12)}... issued (PENDING_ACTIVATION)`);
+    this.send(topic + "/accepted", { certificateId, certificatePem: issued.certificatePem, privateKey: issued.privateKeyPem, certificateOwnershipToken }, qos);
+  }
+
+  /** RegisterThing: the template, the token and the parameters checked; the certificate activated and its thing made. */
+  private registerThingRequest(topic: string, templateName: string, text: string, qos: 0 | 1): void {
+    const what = "RegisterThing " + templateName;
+    const provisioning = this.provisioning;
+    if (!provisioning) return this.provisioningReject(topic, 503, "ServiceUnavailable", "Fleet provisioning is not configured in this emulator", qos, what);
+    const template = Object.hasOwn(provisioning.templates, templateName) ? provisioning.templates[templateName] : undefined;
+    if (!template) return this.provisioningReject(topic, 404, "ResourceNotFound", "The provisioning template " + templateName + " does not exist", qos, what);
+    let request: Json;
+    try {
+      request = JSON.parse(text) as Json;
+    } catch {
+      return this.provisioningReject(topic, 400, "InvalidPayload", "The request payload is not valid JSON", qos, what);
+    }
+    if (!isObject(request)) return this.provisioningReject(topic, 400, "InvalidPayload", "The request payload is not a JSON object", qos, what);
+    const token = request.certificateOwnershipToken;
+    if (typeof token !== "string" || token === "") return this.provisioningReject(topic, 400, "InvalidCertificateOwnershipToken", "Certificate ownership token cannot be empty.", qos, what);
+    const ownership = this.ownershipTokens.get(token);
+    const certificate = ownership === undefined ? undefined : this.certificates.get(ownership.certificateId);
+    if (!ownership || !certificate) return this.provisioningReject(topic, 400, "InvalidCertificateOwnershipToken", "Certificate ownership token is invalid.", qos, what);
+    if (ownership.used) return this.provisioningReject(topic, 400, "InvalidCertificateOwnershipToken", "Certificate ownership token has already been used.", qos, what);
+    if (this.now() >= ownership.expiresAt) return this.provisioningReject(topic, 400, "InvalidCertificateOwnershipToken", "Certificate ownership token has expired.", qos, what);
+    const parameters = request.parameters ?? {};
+    if (!isObject(parameters) || Object.values(parameters).some((value) => typeof value !== "string")) return this.provisioningReject(topic, 400, "InvalidParameters", "Parameters must be a map of strings", qos, what);
+    const nameParameter = template.thingNameParameter ?? "SerialNumber";
+    for (const name of template.requiredParameters ?? [nameParameter]) {
+      if (typeof parameters[name] !== "string" || parameters[name] === "") return this.provisioningReject(topic, 400, "InvalidParameters", "Missing required parameter: " + name, qos, what);
+    }
+    const thingName = (template.thingNamePrefix ?? templateName + "-") + String(parameters[nameParameter] ?? "");
+    if (!THING_NAME.test(thingName)) return this.provisioningReject(topic, 400, "InvalidParameters", "The thing name " + JSON.stringify(thingName) + " is not valid", qos, what);
+    ownership.used = true;
+    certificate.status = "ACTIVE";
+    certificate.thingName = thingName;
+    this.things.set(thingName, { certificateId: certificate.certificateId, templateName, parameters: { ...(parameters as Record<string, string>) } });
+    this.log(`provisioning ${what}: accepted, thing ${thingName}, certificate ${certificate.certificateId.slice(0, 12)}... ACTIVE`);
+    this.send(topic + "/accepted", { deviceConfiguration: { ...(template.deviceConfiguration ?? {}) }, thingName }, qos);
   }
 
   // ------------------------------------------------------------ Jobs
@@ -780,12 +952,13 @@ async function main(argv: readonly string[]): Promise<void> {
   let url = "mqtts://127.0.0.1:8883";
   let certs = "certs";
   const jobs: [string, Json][] = [];
+  const templates: string[] = [];
   let thing = "iotlink-device";
   for (let i = 0; i < argv.length; i++) {
     const name = argv[i];
     const value = argv[i + 1];
     if (name === "--help") {
-      console.log("usage: node --import tsx tools/aws-emulator.ts [--url mqtts://127.0.0.1:8883] [--certs certs] [--thing iotlink-device] [--job id=<job document JSON>]...");
+      console.log("usage: node --import tsx tools/aws-emulator.ts [--url mqtts://127.0.0.1:8883] [--certs certs] [--thing iotlink-device] [--job id=<job document JSON>]... [--provision-template <name>]...\n(a template makes <name>-<SerialNumber> things; certificates are signed by the CA in --certs)");
       return;
     }
     if (value === undefined) throw new Error(`${name} needs a value`);
@@ -793,6 +966,7 @@ async function main(argv: readonly string[]): Promise<void> {
     if (name === "--url") url = value;
     else if (name === "--certs") certs = value;
     else if (name === "--thing") thing = value;
+    else if (name === "--provision-template") templates.push(value);
     else if (name === "--job") {
       const at = value.indexOf("=");
       jobs.push([value.slice(0, at), JSON.parse(value.slice(at + 1)) as Json]);
@@ -801,9 +975,11 @@ async function main(argv: readonly string[]): Promise<void> {
   const tls: IClientOptions = url.startsWith("mqtts:")
     ? { ca: readFileSync(join(certs, DEV_PKI_FILES.caCertificatePem)), cert: readFileSync(join(certs, DEV_PKI_FILES.deviceCertificatePem)), key: readFileSync(join(certs, DEV_PKI_FILES.deviceKeyPem)), rejectUnauthorized: true, servername: "localhost" }
     : {};
-  const emulator = await startAwsEmulator({ url, mqtt: tls, log: (line) => console.error(line) });
+  const provisioning: FleetProvisioningOptions | undefined =
+    templates.length === 0 ? undefined : { templates: Object.fromEntries(templates.map((name) => [name, {}])), issuer: { certificatePem: join(certs, DEV_PKI_FILES.caCertificatePem), keyPem: join(certs, DEV_PKI_FILES.caKeyPem) } };
+  const emulator = await startAwsEmulator({ url, mqtt: tls, log: (line) => console.error(line), provisioning });
   for (const [jobId, document] of jobs) emulator.service.createJob(jobId, document, [thing]);
-  console.log(`AWS IoT emulator serving Device Shadow and Jobs through ${url}`);
+  console.log(`AWS IoT emulator serving Device Shadow, Jobs${provisioning ? " and fleet provisioning (" + templates.join(", ") + ")" : ""} through ${url}`);
   const stop = (): void => {
     void emulator.stop().then(() => process.exit(0));
   };
