@@ -34,7 +34,7 @@
 // As a script: npm run broker in one shell, then
 //   node --import tsx tools/aws-emulator.ts [--url mqtts://127.0.0.1:8883] [--certs certs] [--job id=document-json] [--provision-template name]
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
-import { createHash, createPrivateKey, generateKeyPairSync, randomBytes, X509Certificate } from "node:crypto";
+import { createHash, generateKeyPairSync, randomBytes, X509Certificate } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -124,7 +124,7 @@ export function issueWithOpenssl(issuer: Issuer): IssuedCertificate {
     writeFileSync(keyPem, privateKey.export({ type: "pkcs8", format: "pem" }), { mode: 0o600 });
     const certificatePem = join(work, "certificate.pem");
     issueCertificate({ certificatePem, keyPem, commonName: "AWS IoT Certificate", profile: "client", issuer });
-    return { certificatePem: readFileSync(certificatePem, "utf8"), privateKeyPem: createPrivateKey(privateKey.export({ type: "pkcs8", format: "pem" })).export({ type: "pkcs1", format: "pem" }) as string };
+    return { certificatePem: readFileSync(certificatePem, "utf8"), privateKeyPem: privateKey.export({ type: "pkcs1", format: "pem" }) as string };
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

@@ -385,7 +385,7 @@ export class FleetProvisioningClient implements TimerUser {
     this.requestNumber[operation] = number;
     this.waiting[operation] = 1;
     this.droppedFlag[operation] = 0;
-    this.refusedFlag[operation] = this.filterState[2 * operation] === FILTER_FAILED || this.filterState[2 * operation + 1] === FILTER_FAILED ? 1 : 0;
+    this.refusedFlag[operation] = 0;
     this.startedAt[operation] = this.client.now();
     this.deadlineMs[operation] = timeoutMs;
     // One closure per request: provisioning is rare, and it keeps a late acknowledgement from being
