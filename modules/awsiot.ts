@@ -3,7 +3,7 @@
 // the client; where the Python SDK is defective this facade does what its README says instead.
 
 import { MAX_DELAY_MS } from "./backoff";
-import { checkOptionalFunction, checkQos, type ClientOptions, connectBinaryProblem, DEFAULT_MAX_PACKET_BYTES, type InboundMessage, MqttClient, SMALLEST_REQUEST_BYTES, type WillSettings, willProblem } from "./client";
+import { checkOptionalFunction, checkQos, type ClientOptions, connectBinaryProblem, DEFAULT_MAX_PACKET_BYTES, type InboundMessage, MqttClient, queueStoreProblem, SMALLEST_REQUEST_BYTES, type WillSettings, willProblem } from "./client";
 // A SUBACK's code for a refused filter: what subscribeAsync reports for any failed subscribe, as in Python.
 import { SUBACK_FAILURE } from "./subscriptions";
 import { type Payload, payloadLength } from "./packet";
@@ -22,6 +22,7 @@ import {
   IoTLinkError,
   hostProblem,
   type Platform,
+  type QueueStore,
   shown,
   type Transport,
   wholeNumber,
@@ -336,11 +337,29 @@ export class AWSIoTMQTTClientCore {
     wholeNumber("queueSize (-1: the largest ring, 0: no queue)", queueSize, -1, 65535);
     if (queueSize === 0 && queueBytes !== undefined && queueBytes !== 0) throw invalid("queueBytes has no use with queueSize 0 (no queue), got " + shown(queueBytes));
     if (dropBehavior !== DROP_OLDEST && dropBehavior !== DROP_NEWEST) throw invalid("dropBehavior must be DROP_OLDEST (0) or DROP_NEWEST (1)");
+    if (queueSize === 0 && this.options.persist !== undefined) throw invalid("queueSize 0 (no queue) leaves nothing to persist: call configurePersistentQueue(undefined) first");
     const entries = queueSize === -1 ? 256 : queueSize;
     const bytes = wholeNumber("queueBytes", queueBytes ?? (queueSize === -1 ? 32768 : entries * 128), entries > 0 ? SMALLEST_REQUEST_BYTES : 0, 0x7fffffff);
     this.options.queueEntries = entries;
     this.options.queueBytes = entries === 0 ? 0 : bytes;
     this.options.dropPolicy = dropBehavior;
+  }
+
+  /**
+   * (IoTLink extension) Persists the offline queue in `store`, an opened storage Journal (or any
+   * QueueStore): each request that enters the queue is on flash before its call returns, and the
+   * requests the store holds from before a reboot are loaded at connect() and sent after it.
+   * Requests sent at once are not written. `undefined` turns it off. The store's records must take
+   * the largest packet (maxPacketBytes, 2048 by default): checked at connect().
+   */
+  configurePersistentQueue(store: QueueStore | undefined): void {
+    this.configurable("configurePersistentQueue");
+    if (store !== undefined) {
+      const problem = queueStoreProblem(store);
+      if (problem !== "") throw invalid(problem);
+      if (this.options.queueEntries === 0) throw invalid("the offline queue is off (queueSize 0): nothing to persist; call configureOfflinePublishQueueing with a size first");
+    }
+    this.options.persist = store;
   }
 
   /**

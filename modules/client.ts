@@ -14,10 +14,11 @@ import type { InboundMessage, MessageHandler } from "./subscriptions";
 import { topicFilterProblem, topicNameProblem, utf8Length } from "./topic";
 import { type Accepted, ErrorCode, invalid, IoTLinkError, shown, type State, STATE_NAMES, type TimerUser, type TransportSink } from "./types";
 
-export { checkOptionalFunction, checkQos, connectBinaryProblem, DEFAULT_MAX_PACKET_BYTES, SMALLEST_REQUEST_BYTES, willProblem } from "./options";
+export { checkOptionalFunction, checkQos, connectBinaryProblem, DEFAULT_MAX_PACKET_BYTES, queueStoreProblem, SMALLEST_REQUEST_BYTES, willProblem } from "./options";
 export type { ClientOptions, WillSettings } from "./options";
 export type { ClientStats } from "./session";
 export type { InboundMessage, MessageHandler } from "./subscriptions";
+export type { QueueStore } from "./types";
 
 export interface ClientEvents {
   /** CONNACK accepted. */

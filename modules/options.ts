@@ -5,7 +5,7 @@
 import { Backoff, type BackoffSettings, MAX_DELAY_MS } from "./backoff";
 import { type ConnectFields, connectRemaining, packetSize, type Payload, payloadLength } from "./packet";
 import { MAX_STRING_BYTES, mqttStringProblem, topicNameProblem, writeUtf8 } from "./topic";
-import { type Clock, DROP_NEWEST, DROP_OLDEST, invalid, shown, type Transport, unknownNameProblem, wholeNumber, wholeNumberProblem } from "./types";
+import { type Clock, DROP_NEWEST, DROP_OLDEST, invalid, type QueueStore, shown, type Transport, unknownNameProblem, wholeNumber, wholeNumberProblem } from "./types";
 
 export interface WillSettings {
   topic: string;
@@ -43,6 +43,12 @@ export interface ClientOptions {
   maxPacketBytes?: number;
   /** Subscriptions remembered for re-subscription (1 to 1000). Default 16. */
   maxSubscriptions?: number;
+  /**
+   * Persists the offline queue (an opened storage Journal, or any QueueStore): each request that
+   * enters the queue is appended before the call returns, and the records left at construction are
+   * loaded into the queue. Requests sent at once are never written. Needs queueing on.
+   */
+  persist?: QueueStore;
 }
 
 /** What the client is built from: every option checked, every default filled in. */
@@ -62,6 +68,7 @@ export interface Settings {
   inflightWindow: number;
   inflightBytes: number;
   maxSubscriptions: number;
+  persist: QueueStore | undefined;
 }
 
 /** The smallest request, a QoS 0 PUBLISH to a one-byte topic with no payload: a queue of fewer bytes could hold nothing. */
@@ -78,7 +85,7 @@ export const MAX_INFLIGHT_WINDOW = 100;
 export const MAX_SUBSCRIPTIONS = 1000;
 
 /** The names the constructor reads (in ClientOptions, BackoffSettings and WillSettings): any other is refused as a likely typo. */
-const OPTION_NAMES = "clientId, transport, clock, cleanSession, keepAliveSeconds, username, password, will, connectTimeoutMs, operationTimeoutMs, backoff, queueEntries, queueBytes, dropPolicy, inflightWindow, inflightBytes, drainIntervalMs, maxPacketBytes, maxSubscriptions";
+const OPTION_NAMES = "clientId, transport, clock, cleanSession, keepAliveSeconds, username, password, will, connectTimeoutMs, operationTimeoutMs, backoff, queueEntries, queueBytes, dropPolicy, inflightWindow, inflightBytes, drainIntervalMs, maxPacketBytes, maxSubscriptions, persist";
 const BACKOFF_SETTINGS = "baseMs, maxMs, stableMs, jitter, maxAttempts, random, seed";
 const WILL_FIELDS = "topic, payload, qos, retain";
 
@@ -123,6 +130,15 @@ function bytesOf(payload: Payload): Uint8Array {
   const bytes = new Uint8Array(payloadLength(payload));
   writeUtf8(payload, bytes, 0);
   return bytes;
+}
+
+/** What is wrong with a QueueStore given as `persist`, or "". */
+export function queueStoreProblem(store: unknown): string {
+  const s = store as QueueStore;
+  if (typeof store !== "object" || store === null || typeof s.seqAt !== "function" || typeof s.lengthAt !== "function" || typeof s.readAt !== "function" || typeof s.append !== "function" || typeof s.acknowledge !== "function") {
+    return "persist must be a QueueStore (an opened Journal): count, maxPayloadBytes, seqAt(index), lengthAt(index), readAt(index, into), append(bytes, offset, length), acknowledge(seq)";
+  }
+  return wholeNumberProblem("persist.count", s.count, 0, 0x7fffffff) || wholeNumberProblem("persist.maxPayloadBytes", s.maxPayloadBytes, 0, 0x7fffffff);
 }
 
 function fnv1a(text: string): number {
@@ -201,6 +217,14 @@ export function resolveOptions(options: ClientOptions): Settings {
   const queueBytes = wholeNumber("queueBytes", options.queueBytes ?? (queueEntries === 0 ? 0 : 8192), 0, MAX_DELAY_MS);
   if ((queueEntries === 0) !== (queueBytes === 0)) throw invalid("queueEntries and queueBytes must both be 0 (queueing disabled) or both above 0");
   if (queueBytes > 0 && queueBytes < SMALLEST_REQUEST_BYTES) throw invalid("queueBytes must be at least " + SMALLEST_REQUEST_BYTES + " (the smallest request) when queueing, got " + queueBytes);
+  const persist = options.persist;
+  if (persist !== undefined) {
+    throwIf(queueStoreProblem(persist));
+    if (queueEntries === 0) throw invalid("persist needs the offline queue: queueEntries above 0");
+    // A request that entered the queue must fit one record, or it could not be stored.
+    const largest = Math.min(maxPacketBytes, queueBytes);
+    if (persist.maxPayloadBytes < largest) throw invalid("persist takes records of at most " + persist.maxPayloadBytes + " bytes, but a queued request may have " + largest + " (the smaller of maxPacketBytes and queueBytes): give the store a larger maxPayloadBytes or lower maxPacketBytes");
+  }
 
   return {
     transport,
@@ -218,5 +242,6 @@ export function resolveOptions(options: ClientOptions): Settings {
     inflightWindow: wholeNumber("inflightWindow", options.inflightWindow ?? 10, 1, MAX_INFLIGHT_WINDOW),
     inflightBytes: wholeNumber("inflightBytes", options.inflightBytes ?? Math.max(4096, maxPacketBytes), maxPacketBytes, MAX_DELAY_MS),
     maxSubscriptions: wholeNumber("maxSubscriptions", options.maxSubscriptions ?? 16, 1, MAX_SUBSCRIPTIONS),
+    persist,
   };
 }

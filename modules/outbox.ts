@@ -1,9 +1,12 @@
 // The requests the client holds: the offline queue (encoded, waiting for recovery) and the in-flight
 // window (written, or waiting for room in the transport, until acknowledged), packet ids, the drop
 // policy and each request's deadline. It returns outcomes and emits nothing: the session reports them.
+// With a persist store, each queued request also carries its record's sequence number in the store,
+// which moves with it into the window; the session writes and acknowledges the records.
 
-import { firstTopicOf, markDuplicate, setPacketId } from "./packet";
+import { firstTopicOf, markDuplicate, PacketType, setPacketId } from "./packet";
 import { type AckCallback, Ring } from "./ring";
+import { topicFilterProblem, topicNameProblem, checkUtf8, readUtf8 } from "./topic";
 import { DROP_NEWEST, RequestKind } from "./types";
 
 /** Where the outbox writes: the session, which knows whether the link can take bytes now. */
@@ -52,10 +55,20 @@ export class Outbox {
   droppedKind = 0;
   droppedTopic = "";
   droppedCallback: AckCallback | undefined;
+  /** Persist: per queue slot and per window slot, the request's record in the store (0: none). Empty without a store. */
+  readonly persisted: boolean;
+  readonly queueSeq: Uint32Array;
+  readonly inflightSeq: Uint32Array;
+  /** Persist: the record of the request enqueue() or dropOldest() dropped last, and of the QoS 0 PUBLISH sendQueuedHead() wrote last (0: none). The session acknowledges them. */
+  droppedSeq = 0;
+  writtenSeq = 0;
 
-  constructor(queueBytes: number, queueEntries: number, inflightBytes: number, window: number, private readonly dropPolicy: number, private readonly ids: PacketIdHolder) {
+  constructor(queueBytes: number, queueEntries: number, inflightBytes: number, window: number, private readonly dropPolicy: number, private readonly ids: PacketIdHolder, persisted: boolean) {
     this.queue = new Ring(queueBytes, queueEntries);
     this.inflight = new Ring(inflightBytes, window);
+    this.persisted = persisted;
+    this.queueSeq = new Uint32Array(persisted ? queueEntries : 0);
+    this.inflightSeq = new Uint32Array(persisted ? window : 0);
   }
 
   /** A packet id not used by any unacknowledged request. The window is at most 100 and the holder's ids fewer than 65435: one is always free. */
@@ -81,12 +94,35 @@ export class Outbox {
     const slot = queue.push(size);
     if (slot >= 0) return slot;
     if (this.dropPolicy === DROP_NEWEST) return DROPPED_NEW;
+    this.dropOldest();
+    return DROPPED_OLDEST;
+  }
+
+  /** Removes the oldest queued request, its details in `dropped*`. */
+  dropOldest(): void {
+    const queue = this.queue;
     const oldest = queue.oldest();
     this.droppedKind = queue.kind[oldest];
     this.droppedTopic = firstTopicOf(queue.arena, queue.offset[oldest]);
     this.droppedCallback = queue.callback[oldest];
+    if (this.persisted) {
+      this.droppedSeq = this.queueSeq[oldest];
+      this.queueSeq[oldest] = 0;
+    }
     queue.shift();
-    return DROPPED_OLDEST;
+  }
+
+  /**
+   * Takes back the entry just reserved in `slot`, the newest (the store had no room for it, or
+   * failed). The ring only removes its oldest entry; the newest is undone by its counts, which is all
+   * that placement() reads of it.
+   */
+  unreserve(slot: number): void {
+    const queue = this.queue;
+    queue.count--;
+    queue.usedBytes -= queue.length[slot];
+    queue.callback[slot] = undefined;
+    if (this.persisted) this.queueSeq[slot] = 0;
   }
 
   /** Whether the queue still holds the entry reserved in `slot` (it is the newest). */
@@ -114,6 +150,10 @@ export class Outbox {
     if (kind === RequestKind.Publish && ((queue.arena[offset] >> 1) & 3) === 0) {
       // Shift only once written: a refused write leaves it queued; never ahead of in-flight requests still waiting for the transport.
       if (this.unsent > 0 || !link.send(queue.arena, offset, length)) return HeadOutcome.Waiting;
+      if (this.persisted) {
+        this.writtenSeq = this.queueSeq[slot];
+        this.queueSeq[slot] = 0;
+      }
       queue.shift();
       return HeadOutcome.Written;
     }
@@ -126,6 +166,11 @@ export class Outbox {
     inflight.kind[target] = kind;
     inflight.packetId[target] = id;
     inflight.callback[target] = queue.callback[slot];
+    if (this.persisted) {
+      // The record stays until the acknowledgement: a reboot before it sends the request again.
+      this.inflightSeq[target] = this.queueSeq[slot];
+      this.queueSeq[slot] = 0;
+    }
     queue.shift();
     return this.transmit(target, link) ? HeadOutcome.Written : HeadOutcome.InWindow;
   }
@@ -232,4 +277,44 @@ export class Outbox {
     }
     return -1;
   }
+}
+
+/**
+ * Why `bytes[offset .. offset + length)` is not a request as the offline queue holds it (a persisted
+ * record read back at construction), or "": one PUBLISH (QoS 0 or 1, no DUP) to a valid topic, or a
+ * SUBSCRIBE (QoS 0 or 1) or UNSUBSCRIBE of one valid filter, whose remaining length is its size.
+ */
+export function queuedRequestProblem(bytes: Uint8Array, offset: number, length: number): string {
+  if (length < 2) return length + " bytes";
+  const first = bytes[offset];
+  const type = first >> 4;
+  // PUBLISH: DUP clear and QoS 0 or 1 (bits 3 and 2 clear).
+  if (!(type === PacketType.Publish && (first & 0x0c) === 0) && first !== 0x82 && first !== 0xa2) return "first byte 0x" + first.toString(16);
+  const end = offset + length;
+  let remaining = 0;
+  let at = offset + 1;
+  for (let shift = 0; ; shift += 7) {
+    if (at >= end || shift > 21) return "remaining length unterminated";
+    const digit = bytes[at++];
+    remaining += (digit & 0x7f) << shift;
+    if ((digit & 0x80) === 0) break;
+  }
+  if (at + remaining !== end) return "remaining length " + remaining + " in a record of " + length + " bytes";
+  if (type !== PacketType.Publish) at += 2; // the packet id, given anew when it is sent
+  if (at + 2 > end) return "no topic";
+  const topicEnd = at + 2 + ((bytes[at] << 8) | bytes[at + 1]);
+  if (topicEnd > end || checkUtf8(bytes, at + 2, topicEnd) < 0) return "topic not valid UTF-8 or past the end";
+  const topic = readUtf8(bytes, at + 2, topicEnd);
+  if (type === PacketType.Publish) {
+    if (first & 0x02 && topicEnd + 2 > end) return "no packet id";
+    return topicNameProblem(topic);
+  }
+  if (first === 0x82 && (topicEnd + 1 !== end || bytes[topicEnd] > 1)) return "not one filter and its QoS 0 or 1";
+  if (first === 0xa2 && topicEnd !== end) return "not one filter";
+  return topicFilterProblem(topic);
+}
+
+/** The kind of a request queuedRequestProblem() accepted. */
+export function queuedRequestKind(first: number): RequestKind {
+  return first === 0x82 ? RequestKind.Subscribe : first === 0xa2 ? RequestKind.Unsubscribe : RequestKind.Publish;
 }

@@ -3,10 +3,13 @@
 // deadline. It records events (Events.post) and never calls user code itself, except to hand over
 // an inbound message, whose payload is valid only then. Each connection has a generation: work
 // started for one connection (a PUBACK after a message handler) is not done on another.
+// With a persist store, a request that enters the offline queue is appended to the store before the
+// call returns, and acknowledged there once the client is done with it; at construction the records
+// the store still holds are loaded into the queue.
 
 import type { Backoff } from "./backoff";
 import { EventId, Events } from "./events";
-import { type Link, Outbox, DROPPED_NEW, HeadOutcome } from "./outbox";
+import { type Link, Outbox, DROPPED_NEW, HeadOutcome, queuedRequestKind, queuedRequestProblem } from "./outbox";
 import {
   type ConnectFields,
   DISCONNECT_BYTES,
@@ -30,7 +33,7 @@ import type { Settings } from "./options";
 import type { AckCallback } from "./ring";
 import { type InboundMessage, type MessageHandler, SUBACK_FAILURE, Subscriptions } from "./subscriptions";
 import { topicMatches } from "./topic";
-import { Accepted, AckStatus, type Clock, type TimerUser, connackName, ErrorCode, invalid, IoTLinkError, REQUEST_KIND_NAMES, RequestKind, shown, State, STATE_NAMES, type Transport, type TransportSink } from "./types";
+import { Accepted, AckStatus, type Clock, DROP_OLDEST, type TimerUser, connackName, ErrorCode, invalid, IoTLinkError, QUEUE_STORE_FULL, type QueueStore, REQUEST_KIND_NAMES, RequestKind, shown, State, STATE_NAMES, type Transport, type TransportSink } from "./types";
 
 /** Counters since construction. */
 export interface ClientStats {
@@ -49,12 +52,17 @@ export interface ClientStats {
   unhandled: number;
   /** Inbound messages larger than maxPacketBytes, skipped (and acknowledged if QoS 1). */
   oversized: number;
+  /** Persist: requests appended to the store (each one that entered the offline queue and was kept). */
+  persisted: number;
+  /** Persist: requests loaded from the store into the offline queue at construction. */
+  loadedFromStore: number;
 }
 
 export class Session implements PacketSink, Link {
   readonly stats: ClientStats = {
     sent: 0, queued: 0, dropped: 0, acknowledged: 0, timedOut: 0, lateAcknowledged: 0,
     resent: 0, received: 0, connects: 0, protocolErrors: 0, callbackErrors: 0, unhandled: 0, oversized: 0,
+    persisted: 0, loadedFromStore: 0,
   };
   readonly outbox: Outbox;
   readonly subscriptions: Subscriptions;
@@ -89,6 +97,9 @@ export class Session implements PacketSink, Link {
   private readonly maxPacketBytes: number;
   private readonly tx: Uint8Array;
   private readonly decoder: PacketDecoder;
+  /** Persist: where queued requests are kept across reboots (undefined: RAM only). */
+  private readonly store: QueueStore | undefined;
+  private readonly dropPolicy: number;
 
   // Times are raw clock values; elapsed time is always ((now - then) | 0), so wrap is harmless.
   private attemptStartedAt = 0;
@@ -130,7 +141,10 @@ export class Session implements PacketSink, Link {
     this.tx = new Uint8Array(settings.maxPacketBytes);
     this.decoder = new PacketDecoder(settings.maxPacketBytes, this);
     this.subscriptions = new Subscriptions(settings.maxSubscriptions, this.events);
-    this.outbox = new Outbox(settings.queueBytes, settings.queueEntries, settings.inflightBytes, settings.inflightWindow, settings.dropPolicy, this.subscriptions);
+    this.store = settings.persist;
+    this.dropPolicy = settings.dropPolicy;
+    this.outbox = new Outbox(settings.queueBytes, settings.queueEntries, settings.inflightBytes, settings.inflightWindow, settings.dropPolicy, this.subscriptions, settings.persist !== undefined);
+    if (settings.persist !== undefined && settings.persist.count > 0) this.load(settings.persist);
   }
 
   // ---------------------------------------------------------------- what the client asks
@@ -214,6 +228,7 @@ export class Session implements PacketSink, Link {
     writePublish(queue.arena, queue.offset[slot], topic, topicBytes, body, bodyBytes, qos, retain, 0);
     queue.kind[slot] = RequestKind.Publish;
     queue.callback[slot] = onAck;
+    if (this.store !== undefined && !this.stored(slot, RequestKind.Publish, topic, onAck)) return Accepted.Dropped;
     return this.afterQueued(slot);
   }
 
@@ -245,12 +260,14 @@ export class Session implements PacketSink, Link {
     }
     const slot = this.reserveQueued(size, kind, filter, onAck);
     if (slot < 0) return Accepted.Dropped;
-    this.recordRequest(filter, handler, subscribe);
     const queue = outbox.queue;
     const at = writeSubscribeHeader(queue.arena, queue.offset[slot], subscribe, remaining, 0);
     writeFilter(queue.arena, at, filter, filterBytes, qos);
     queue.kind[slot] = kind;
     queue.callback[slot] = onAck;
+    // Recorded once the request is kept: a store with no room may still drop it.
+    if (this.store !== undefined && !this.stored(slot, kind, filter, onAck)) return Accepted.Dropped;
+    this.recordRequest(filter, handler, subscribe);
     return this.afterQueued(slot);
   }
 
@@ -283,11 +300,142 @@ export class Session implements PacketSink, Link {
         this.reportDrop(kind, topic, onAck);
         return -1;
       }
-      // The oldest was dropped: a SUBSCRIBE or UNSUBSCRIBE among them never reached the broker.
-      if (outbox.droppedKind !== RequestKind.Publish) this.subscriptions.abandoned(outbox.droppedTopic);
-      this.reportDrop(outbox.droppedKind, outbox.droppedTopic, outbox.droppedCallback);
-      outbox.droppedTopic = "";
-      outbox.droppedCallback = undefined;
+      this.reportDroppedOldest();
+    }
+  }
+
+  /** The oldest queued request was dropped (its details in the outbox's `dropped*`): forgotten by the store and the table, then reported. */
+  private reportDroppedOldest(): void {
+    const outbox = this.outbox;
+    if (outbox.droppedSeq !== 0) {
+      this.forgetStored(outbox.droppedSeq);
+      outbox.droppedSeq = 0;
+    }
+    // A SUBSCRIBE or UNSUBSCRIBE dropped never reached the broker.
+    if (outbox.droppedKind !== RequestKind.Publish) this.subscriptions.abandoned(outbox.droppedTopic);
+    this.reportDrop(outbox.droppedKind, outbox.droppedTopic, outbox.droppedCallback);
+    outbox.droppedTopic = "";
+    outbox.droppedCallback = undefined;
+  }
+
+  /**
+   * Persist: appends the request just queued in `slot` (the newest) to the store, straight from the
+   * queue's arena, before the call returns. A full store follows the drop policy: DROP_NEWEST drops
+   * this request; DROP_OLDEST drops the oldest queued request and tries again, as long as that one
+   * is the store's oldest record (a store frees room from its oldest: when the oldest record is a
+   * request in flight, awaiting its acknowledgement, dropping queued ones would free nothing, so this
+   * request is dropped instead). False when this request was dropped (released and reported). A
+   * store that throws leaves nothing queued, and the call throws.
+   */
+  private stored(slot: number, kind: RequestKind, topic: string, onAck: AckCallback | undefined): boolean {
+    const outbox = this.outbox;
+    const queue = outbox.queue;
+    const store = this.store as QueueStore;
+    for (;;) {
+      let seq: number;
+      try {
+        seq = store.append(queue.arena, queue.offset[slot], queue.length[slot]);
+        // A sequence number is a whole number from 1 to 2^32 - 1: `>>> 0` keeps exactly those unchanged.
+        if (seq !== QUEUE_STORE_FULL && (seq >>> 0 !== seq || seq === 0)) throw invalid("persist.append() must return a sequence number from 1 to 4294967295, or -1 when full; got " + shown(seq));
+      } catch (thrown) {
+        outbox.unreserve(slot);
+        this.stats.queued--;
+        throw thrown;
+      }
+      if (seq !== QUEUE_STORE_FULL) {
+        outbox.queueSeq[slot] = seq;
+        this.stats.persisted++;
+        return true;
+      }
+      this.stats.dropped++;
+      if (this.dropPolicy === DROP_OLDEST && queue.count > 1 && store.count > 0 && store.seqAt(0) === outbox.queueSeq[queue.oldest()]) {
+        outbox.dropOldest();
+        this.reportDroppedOldest();
+        continue;
+      }
+      outbox.unreserve(slot);
+      this.stats.queued--;
+      this.reportDrop(kind, topic, onAck);
+      return false;
+    }
+  }
+
+  /**
+   * Persist: the client is done with the request stored as `seq` (written, acknowledged, dropped).
+   * A store that fails here is reported, and the client carries on: the record stays, so the request
+   * is sent again after a reboot (at least once, never lost).
+   */
+  private forgetStored(seq: number): void {
+    let problem: string;
+    try {
+      if ((this.store as QueueStore).acknowledge(seq) === true) return;
+      problem = "it holds no record " + seq;
+    } catch (thrown) {
+      problem = thrown instanceof Error ? thrown.message : String(thrown);
+    }
+    this.events.postError(ErrorCode.Store, "persist: the store could not acknowledge a request it holds (" + problem + "); it may be sent again after a reboot");
+  }
+
+  /**
+   * Boot: the store's records, oldest first, into the empty offline queue, each the request as it
+   * was queued; they drain after the first connection as any queued request (each gets a new packet
+   * id, so a request sent before the reboot and not acknowledged goes out again as a new PUBLISH:
+   * at least once). A SUBSCRIBE is recorded as requested, without a handler: its messages reach the
+   * "message" event. A store the queue cannot hold is refused here, the store untouched (never a
+   * record lost in silence); a record that is not a valid request is dropped from the store and
+   * reported (an error event, delivered at the client's first call).
+   */
+  private load(store: QueueStore): void {
+    const count = store.count;
+    const queue = this.outbox.queue;
+    let bytes = 0;
+    for (let i = 0; i < count; i++) {
+      const length = store.lengthAt(i);
+      if (typeof length !== "number" || !(length >= 0 && length <= this.maxPacketBytes) || (length | 0) !== length) {
+        throw invalid("persist: the store's record " + (i + 1) + " of " + count + " has " + shown(length) + " bytes, over maxPacketBytes (" + this.maxPacketBytes + "): build the client with the settings the store was written with");
+      }
+      bytes += length;
+    }
+    if (count > queue.maxEntries || bytes > queue.capacity) {
+      throw invalid("persist: the store holds " + count + " requests of " + bytes + " bytes, more than the offline queue takes (queueEntries " + queue.maxEntries + ", queueBytes " + queue.capacity + "): raise them to at least " + count + " and " + bytes);
+    }
+    const outbox = this.outbox;
+    let corrupt: number[] | undefined;
+    let problems = "";
+    for (let i = 0; i < count; i++) {
+      const seq = store.seqAt(i);
+      if (typeof seq !== "number" || seq >>> 0 !== seq || seq === 0) throw invalid("persist.seqAt(" + i + ") must be a sequence number from 1 to 4294967295, got " + shown(seq));
+      const length = store.lengthAt(i);
+      // The queue is empty and holds them all: each goes right after the one before, never wrapped.
+      const slot = queue.push(length);
+      const offset = queue.offset[slot];
+      store.readAt(i, queue.arena.subarray(offset, offset + length));
+      const problem = queuedRequestProblem(queue.arena, offset, length);
+      if (problem !== "") {
+        outbox.unreserve(slot);
+        corrupt ??= [];
+        corrupt.push(seq);
+        problems += (problems === "" ? "" : "; ") + "record " + seq + ": " + problem;
+        continue;
+      }
+      const kind = queuedRequestKind(queue.arena[offset]);
+      queue.kind[slot] = kind;
+      outbox.queueSeq[slot] = seq;
+      if (kind !== RequestKind.Publish) {
+        const filter = firstTopicOf(queue.arena, offset);
+        const subscriptions = this.subscriptions;
+        const index = kind === RequestKind.Subscribe ? subscriptions.slotFor(filter) : subscriptions.find(filter);
+        if (kind === RequestKind.Subscribe && index < 0) {
+          throw invalid("persist: the store's subscriptions need more than maxSubscriptions (" + subscriptions.capacity + ") filters: raise it");
+        }
+        if (index >= 0) subscriptions.requested(index, filter, undefined);
+      }
+      this.stats.loadedFromStore++;
+    }
+    // Only now, when nothing can refuse the store any more.
+    if (corrupt !== undefined) {
+      for (let i = 0; i < corrupt.length; i++) this.forgetStored(corrupt[i]);
+      this.events.postError(ErrorCode.Store, "persist: " + corrupt.length + " record(s) of the store are not valid requests and were dropped from it (" + problems + ")");
     }
   }
 
@@ -310,7 +458,15 @@ export class Session implements PacketSink, Link {
       const outcome = outbox.sendQueuedHead(this);
       if (outcome !== HeadOutcome.Written) break;
       this.stats.sent++;
+      if (outbox.writtenSeq !== 0) this.forgetWritten();
     }
+  }
+
+  /** Persist: a queued QoS 0 PUBLISH was written to the transport; it has no acknowledgement to wait for. */
+  private forgetWritten(): void {
+    const seq = this.outbox.writtenSeq;
+    this.outbox.writtenSeq = 0;
+    this.forgetStored(seq);
   }
 
   // ---------------------------------------------------------------- the link
@@ -541,6 +697,7 @@ export class Session implements PacketSink, Link {
         return;
       }
       if (outcome === HeadOutcome.Written) this.stats.sent++;
+      if (outbox.writtenSeq !== 0) this.forgetWritten();
       this.lastDrainAt = this.clock.now();
     }
     if (this.state === State.Draining && outbox.queue.count === 0) this.restored();
@@ -646,6 +803,12 @@ export class Session implements PacketSink, Link {
       }
     }
     const onAck = inflight.callback[slot];
+    if (outbox.persisted && outbox.inflightSeq[slot] !== 0) {
+      // Before the callback: it sees the record gone.
+      const seq = outbox.inflightSeq[slot];
+      outbox.inflightSeq[slot] = 0;
+      this.forgetStored(seq);
+    }
     if (outbox.release(slot)) this.stats.lateAcknowledged++;
     else {
       this.stats.acknowledged++;

@@ -170,6 +170,11 @@ export const enum ErrorCode {
   ResubscribeTimeout = "resubscribe-timeout",
   /** disconnect() could not send what the transport held within the connect timeout: the link was aborted. */
   DisconnectTimeout = "disconnect-timeout",
+  /**
+   * The persist store (options.persist): a record that is not a valid request was dropped from it at
+   * construction, or an acknowledgement could not be written (the request is then sent again after a reboot).
+   */
+  Store = "store-error",
 }
 
 export class IoTLinkError extends Error {
@@ -267,6 +272,32 @@ export interface WebSocketTransportOptions {
   clockFloorMs?: number;
   /** The time of day in epoch ms, for signing (default Date.now). */
   now?: () => number;
+}
+
+/** append(): the store has no room for the record; nothing was written. */
+export const QUEUE_STORE_FULL = -1;
+
+/**
+ * Where the offline queue is persisted (the client option `persist`): a log of records, each the
+ * encoded request as it was queued, under an increasing sequence number. Its names are the
+ * storage Journal's (modules/storage/journal.ts), so an opened Journal is one. The client appends a
+ * request when it enters the offline queue and acknowledges it when it is done with it (written,
+ * acknowledged by the broker, or dropped); at construction it loads the records still there.
+ */
+export interface QueueStore {
+  /** Records appended and not acknowledged. */
+  readonly count: number;
+  /** The largest record append() takes: the client checks at construction that its largest queued request fits. */
+  readonly maxPayloadBytes: number;
+  /** The sequence number of the index-th record, oldest first (1 to 4294967295). */
+  seqAt(index: number): number;
+  lengthAt(index: number): number;
+  /** Copies the index-th record into `into[0 .. length)`; returns its length. */
+  readAt(index: number, into: Uint8Array): number;
+  /** Stores `bytes[offset .. offset + length)` before it returns: its sequence number (larger than any before), or QUEUE_STORE_FULL with nothing written. */
+  append(bytes: Uint8Array, offset: number, length: number): number;
+  /** Removes the record `seq` (false if it holds none), for good once this returns. */
+  acknowledge(seq: number): boolean;
 }
 
 /** What a host provides: time, and a way to reach an endpoint. */
