@@ -195,6 +195,8 @@ const OPERATION_NAMES: Record<string, string> = {
   "publish-qos0": "QoS 0 publish, 64 B, online",
   "publish-qos0-text": "QoS 0 publish, 64-character string payload, online",
   "publish-qos1+puback": "QoS 1 publish + its PUBACK",
+  "websocket:publish-qos0": "QoS 0 publish, 64 B, over WebSocket (one masked binary frame)",
+  "websocket:publish-qos1+puback": "QoS 1 publish + its PUBACK, over WebSocket (PUBACK in a server binary frame)",
   "inbound-qos0": "inbound QoS 0 PUBLISH decoded + dispatched",
   "inbound-qos1+puback": "inbound QoS 1 PUBLISH decoded + dispatched + PUBACK sent",
   "keepalive-tick": "keep-alive tick (timer, PINGREQ, PINGRESP)",

@@ -16,6 +16,7 @@ import { DROP_NEWEST, DROP_OLDEST } from "../modules/types";
 import { pingresp, publishPacket } from "../test/support/broker-codec";
 import { ScriptedBroker } from "../test/support/scripted-broker";
 import { VirtualClock } from "../test/support/virtual-clock";
+import { websocketScenarios } from "./xs-websocket";
 
 declare function gc(): void;
 
@@ -263,6 +264,9 @@ scenarios["shadow-delta"] = {
     return `${deltas} deltas handled`;
   },
 };
+
+// MQTT over WebSocket (bench/xs-websocket.ts): the same publishes over a WebSocketTransport.
+Object.assign(scenarios, websocketScenarios);
 
 // Offline enqueue and drain: rounds of (link lost, K publishes queued, reconnect, drain). The three
 // phases are separate steps so each is metered alone.
