@@ -28,7 +28,7 @@ import { loadDesktopHost } from "../tools/desktop-build.ts";
 import { ensureMosquitto, findMosquitto, startMosquitto, type RunningMosquitto } from "../tools/mosquitto.ts";
 import { runRecovery, type RecoveryResult } from "./recovery.ts";
 import { type BytecodeResult, runBytecode, runSize, type SizeRow } from "./size.ts";
-import { runThroughput, type ThroughputRow } from "./throughput.ts";
+import { printWebSocketThroughput, runThroughput, runWebSocketThroughput, type ThroughputRow } from "./throughput.ts";
 import type { CpuCategory } from "./throughput-child.ts";
 
 const SECTIONS = ["xs", "memory", "throughput", "recovery", "size"] as const;
@@ -572,6 +572,10 @@ async function main(): Promise<void> {
         results.throughput = rows;
         results.throughputCpuComparison = cpuComparisons(rows);
         printThroughput(rows);
+        // 3c: MQTT over WebSocket with SigV4 through a WSS gateway in front of the plain broker.
+        const websocketRows = await runWebSocketThroughput({ tlsBroker, plainBroker, pki: work, hostBundle, messages, runs, window, wideWindow, profileMessages, warmup, log });
+        results.throughputWebSocket = websocketRows;
+        printWebSocketThroughput(websocketRows, window, out, table);
       }
       if (only.has("recovery")) {
         section("recovery (3 broker restarts, then the drains)");

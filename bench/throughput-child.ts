@@ -17,6 +17,12 @@
 // Both end a QoS 0 run with one QoS 1 publish and wait for its PUBACK: the broker handles a
 // connection's packets in order, so that PUBACK means every QoS 0 message before it was received.
 //
+// With `websocket`, both go over MQTT over WebSocket with SigV4 (wss://, the CA alone) to the WSS
+// gateway at `port`: IoTLink with createWebSocketTransport from the host bundle (bench/
+// throughput-host.ts), signed by modules/sigv4.ts over the desktop's crypt and hmac; MQTT.js with a
+// URL presigned by npm aws4, the device's TLS version and suites, over the `ws` package. The secret
+// access key comes in the environment (WEBSOCKET_SECRET_VARIABLE), never in the spec.
+//
 // With `profile`, V8's sampling profiler runs in-process over the measured burst only, and the
 // result splits its self time into categories (CPU_CATEGORIES); the profiler slows the run, so
 // bench/throughput.ts keeps such a run out of its medians.
@@ -25,6 +31,7 @@ import type { Profiler } from "node:inspector";
 import type { Session } from "node:inspector/promises";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
+import type { WebSocket } from "ws";
 import type { DesktopHost } from "../tools/desktop-build.ts";
 
 export interface RunSpec {
@@ -42,6 +49,17 @@ export interface RunSpec {
   clientId: string;
   /** Sample the measured burst with V8's profiler and attribute its CPU time (RunResult.profile). */
   profile?: boolean;
+  /** MQTT over WebSocket with SigV4 to the gateway at `port` (`tls` is then true), with this key id and region. */
+  websocket?: { accessKeyId: string; region: string };
+}
+
+/** The environment variable that carries the WebSocket runs' secret access key (bench/throughput.ts sets it). */
+export const WEBSOCKET_SECRET_VARIABLE = "IOTLINK_BENCH_SECRET_ACCESS_KEY";
+
+function websocketSecret(): string {
+  const secret = process.env[WEBSOCKET_SECRET_VARIABLE];
+  if (!secret) throw new Error(`a WebSocket run needs the secret access key in $${WEBSOCKET_SECRET_VARIABLE}`);
+  return secret;
 }
 
 export interface CpuCategoryTime {
@@ -75,6 +93,8 @@ export interface RunResult {
 }
 
 export const TOPIC = "bench/t";
+/** The client's default, given to the WebSocket transport too (its frames are bounded by it). */
+const MAX_PACKET_BYTES = 2048;
 export const DEVICE_CIPHERS = "AES128-SHA:AES256-SHA:AES128-SHA256:AES256-SHA256:ECDHE-RSA-AES128-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256";
 
 interface Driver {
@@ -88,15 +108,29 @@ interface Driver {
 /** Connections lost during the run (IoTLink reconnects and re-sends by itself; MQTT.js is not set to). */
 let offlineCount = 0;
 
+/** The host bundle of the WebSocket runs (bench/throughput-host.ts) has createWebSocketTransport too. */
+type WebSocketHost = DesktopHost & Partial<Pick<typeof import("./throughput-host.ts"), "createWebSocketTransport">>;
+
+/** IoTLink's transport to the gateway, as the app makes it with transport=websocket: the CA alone, TLS name and signed Host "localhost". */
+function websocketTransport(host: WebSocketHost, spec: RunSpec, websocket: NonNullable<RunSpec["websocket"]>): ReturnType<DesktopHost["moddablePlatform"]["createTransport"]> {
+  if (!host.createWebSocketTransport) throw new Error(`the host bundle ${spec.hostBundle} has no createWebSocketTransport: bundle bench/throughput-host.ts`);
+  return host.createWebSocketTransport(
+    { host: "127.0.0.1", serverName: "localhost", port: spec.port, caResource: "ca.der" },
+    { credentials: { accessKeyId: websocket.accessKeyId, secretAccessKey: websocketSecret() }, region: websocket.region, maxPacketBytes: MAX_PACKET_BYTES },
+  );
+}
+
 async function iotlinkDriver(spec: RunSpec): Promise<Driver> {
-  const host = (await import(pathToFileURL(spec.hostBundle).href)) as DesktopHost;
+  const host = (await import(pathToFileURL(spec.hostBundle).href)) as WebSocketHost;
   host.setResourceDirectory(spec.pki);
   host.mergeConfig({ tls: { DHE_RSA: false } }); // as manifest_iotlink.json does: Mosquitto would pick DHE
-  const transport = host.moddablePlatform.createTransport(
-    spec.tls
-      ? { host: "localhost", port: spec.port, caResource: "ca.der", certificateResource: "device-cert.der", keyResource: "device-key.der" }
-      : { host: "127.0.0.1", port: spec.port, plaintext: true },
-  );
+  const transport = spec.websocket
+    ? websocketTransport(host, spec, spec.websocket)
+    : host.moddablePlatform.createTransport(
+      spec.tls
+        ? { host: "localhost", port: spec.port, caResource: "ca.der", certificateResource: "device-cert.der", keyResource: "device-key.der" }
+        : { host: "127.0.0.1", port: spec.port, plaintext: true },
+    );
   const client = new host.MqttClient({
     clientId: spec.clientId,
     transport,
@@ -106,6 +140,7 @@ async function iotlinkDriver(spec: RunSpec): Promise<Driver> {
     inflightBytes: Math.max(4096, spec.window * 100),
     keepAliveSeconds: 60,
     operationTimeoutMs: 60000,
+    maxPacketBytes: MAX_PACKET_BYTES,
   });
   client.on("error", (error) => process.stderr.write(`iotlink error: ${error.message}\n`));
   let lost = "";
@@ -179,6 +214,18 @@ async function iotlinkDriver(spec: RunSpec): Promise<Driver> {
   };
 }
 
+/** `/mqtt?<query>` presigned by npm aws4 for the gateway's Host (`localhost:<port>`), as the gateway test does. */
+async function presignedPath(port: number, websocket: NonNullable<RunSpec["websocket"]>): Promise<string> {
+  // Loaded only for the WebSocket runs, so the other runs stay as they were.
+  const aws4 = (await import("aws4")).default;
+  const amzDate = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d{3}/, "");
+  const request = aws4.sign(
+    { host: `localhost:${port}`, path: `/mqtt?X-Amz-Date=${amzDate}`, method: "GET", service: "iotdevicegateway", region: websocket.region, signQuery: true },
+    { accessKeyId: websocket.accessKeyId, secretAccessKey: websocketSecret() },
+  );
+  return request.path as string;
+}
+
 async function mqttjsDriver(spec: RunSpec): Promise<Driver> {
   const mqtt = (await import("mqtt")).default;
   const options = {
@@ -201,7 +248,30 @@ async function mqttjsDriver(spec: RunSpec): Promise<Driver> {
         }
       : {}),
   };
-  const client = mqtt.connect(spec.tls ? `mqtts://localhost:${spec.port}` : `mqtt://127.0.0.1:${spec.port}`, options);
+  let websocket: WebSocket | undefined;
+  const WebSocketClass = spec.websocket ? (await import("ws")).WebSocket : undefined;
+  const client = spec.websocket
+    ? mqtt.connect(`wss://localhost:${spec.port}${await presignedPath(spec.port, spec.websocket)}`, {
+      clientId: spec.clientId,
+      protocolVersion: 4 as const,
+      clean: true,
+      keepalive: 60,
+      reconnectPeriod: 0,
+      // The `ws` socket made here, as MQTT.js would make it (subprotocol "mqtt"), so its TLS can be read.
+      createWebsocket: (url: string, protocols: string[]) => {
+        websocket = new WebSocketClass!(url, protocols, {
+          ca: readFileSync(join(spec.pki, "ca.pem")),
+          rejectUnauthorized: true,
+          minVersion: "TLSv1.2",
+          maxVersion: "TLSv1.2",
+          ciphers: DEVICE_CIPHERS,
+          ecdhCurve: "P-256",
+          perMessageDeflate: false,
+        });
+        return websocket;
+      },
+    })
+    : mqtt.connect(spec.tls ? `mqtts://localhost:${spec.port}` : `mqtt://127.0.0.1:${spec.port}`, options);
   client.on("error", (error) => process.stderr.write(`mqtt.js error: ${error.message}\n`));
   await new Promise<void>((done, fail) => {
     client.once("connect", () => done());
@@ -211,7 +281,7 @@ async function mqttjsDriver(spec: RunSpec): Promise<Driver> {
   let packets = 0;
   return {
     cipher: () => {
-      const stream = client.stream as unknown as { getCipher?: () => { name: string; version: string } };
+      const stream = (websocket ? (websocket as unknown as { _socket: unknown })._socket : client.stream) as { getCipher?: () => { name: string; version: string } };
       const cipher = stream.getCipher?.();
       return cipher ? `${cipher.name}, ${cipher.version}` : "none";
     },
