@@ -14,7 +14,7 @@ import type { InboundMessage, MqttClient } from "../client";
 import { topicFilterProblem, topicMatches } from "../topic";
 import { ErrorCode, invalid, IoTLinkError, shown, wholeNumber } from "../types";
 import { hasAt, indexOfCode, isRest, Needs, parsePayload } from "./json";
-import { checkTimeout, type LayerOptions, REPLY_STATUS_NAMES, ReplyLayer, ReplyStatus } from "./requests";
+import { checkTimeout, EMPTY_PAYLOAD, type LayerOptions, REPLY_STATUS_NAMES, ReplyLayer, ReplyStatus } from "./requests";
 
 export { REPLY_STATUS_NAMES, ReplyStatus } from "./requests";
 
@@ -80,7 +80,8 @@ export interface UpdateOptions {
 const THING_NAME = Object.freeze(/^[A-Za-z0-9:_-]{1,128}$/);
 const JOB_ID = Object.freeze(/^[A-Za-z0-9_-]{1,64}$/);
 const DETAILS_KEY = Object.freeze(/^[A-Za-z0-9:_-]{1,128}$/);
-const REPLY_FILTERS: readonly string[] = Object.freeze(["get/+", "start-next/+", "+/get/+", "+/update/+"]);
+// The reply filters, by JobsOperation, then the notifications: the filter slots they take, in this order.
+const REPLY_FILTERS: readonly string[] = Object.freeze(["get/+", "start-next/+", "+/get/+", "+/update/+", "notify", "notify-next"]);
 const NOTIFY = 4;
 const NOTIFY_NEXT = 5;
 const charCodeAt = String.prototype.charCodeAt;
@@ -111,7 +112,6 @@ export class JobsClient extends ReplyLayer {
   readonly topicPrefix: string;
   private readonly prefixLength: number;
   private readonly subscribeReplies: boolean;
-  private readonly replySlots: Int16Array;
   private readonly tokenBuffer: Uint8Array;
   private readonly requestTopics: string[];
   private notifyHandler: JobsMessageHandler | undefined;
@@ -122,23 +122,21 @@ export class JobsClient extends ReplyLayer {
   runner: JobRunner | undefined;
   /** The runner asked to look for its next job at the next timer turn (wakeRunner). */
   private runnerDue = false;
-  private readonly reply = { jobs: undefined as unknown as JobsClient, operation: "", requestId: 0, jobId: "", payload: new Uint8Array(0) as Uint8Array, errorCode: "" };
+  private readonly reply = { jobs: undefined as unknown as JobsClient, operation: "", requestId: 0, jobId: "", payload: EMPTY_PAYLOAD, errorCode: "" };
   private replyJobId = "";
 
   constructor(client: MqttClient, thingName: string, options: JobsClientOptions = {}) {
     if (options === null || typeof options !== "object") throw invalid("options must be an object, got " + shown(options));
     const maxListeners = wholeNumber("maxListeners", options.maxListeners ?? 8, 0, 64);
-    super(client, options, 6 + maxListeners);
+    super(client, options, REPLY_FILTERS.length);
     if (typeof thingName !== "string" || !THING_NAME.test(thingName)) throw invalid("thingName must be 1 to 128 of A-Z a-z 0-9 : _ -, got " + shown(thingName));
     if (options.subscribeReplies !== undefined && typeof options.subscribeReplies !== "boolean") throw invalid("subscribeReplies must be a boolean");
     this.thingName = thingName;
     this.topicPrefix = "$aws/things/" + thingName + "/jobs/";
     this.prefixLength = this.topicPrefix.length;
     this.subscribeReplies = options.subscribeReplies ?? true;
-    this.replySlots = new Int16Array(6);
-    for (let k = 0; k < REPLY_FILTERS.length; k++) this.replySlots[k] = this.filterSlot(this.topicPrefix + REPLY_FILTERS[k]);
-    this.replySlots[NOTIFY] = this.filterSlot(this.topicPrefix + "notify");
-    this.replySlots[NOTIFY_NEXT] = this.filterSlot(this.topicPrefix + "notify-next");
+    // Filter slot k is REPLY_FILTERS[k]: the first ones taken.
+    for (let k = 0; k < REPLY_FILTERS.length; k++) this.filterSlot(this.topicPrefix + REPLY_FILTERS[k]);
     this.tokenBuffer = new Uint8Array(16 + this.tokenBytes + 4);
     this.requestTopics = [this.topicPrefix + "get", this.topicPrefix + "start-next"];
     this.listenFilter = new Array(maxListeners).fill(undefined);
@@ -235,16 +233,14 @@ export class JobsClient extends ReplyLayer {
 
   /** @internal The runner's interest in notify-next (kept while the user's handler is cleared). */
   runnerAttached(attached: boolean): void {
-    const slot = this.replySlots[NOTIFY_NEXT];
-    if (attached || this.notifyNextHandler !== undefined) this.wantFilter(slot, false);
-    else this.unwantFilter(slot);
+    if (attached || this.notifyNextHandler !== undefined) this.wantFilter(NOTIFY_NEXT, false);
+    else this.unwantFilter(NOTIFY_NEXT);
   }
 
   private notification(kind: number, handler: JobsMessageHandler | undefined, keep: boolean): JobsMessageHandler | undefined {
     if (handler !== undefined && typeof handler !== "function") throw invalid("a handler must be a function, got " + shown(handler));
-    const slot = this.replySlots[kind];
-    if (handler !== undefined) this.wantFilter(slot, false);
-    else if (!keep) this.unwantFilter(slot);
+    if (handler !== undefined) this.wantFilter(kind, false);
+    else if (!keep) this.unwantFilter(kind);
     return handler;
   }
 
@@ -253,7 +249,7 @@ export class JobsClient extends ReplyLayer {
     if (onReply !== undefined && typeof onReply !== "function") throw invalid("onReply must be a function, got " + shown(onReply));
     const timeout = timeoutMs === undefined ? this.timeoutMs : checkTimeout("timeoutMs", timeoutMs);
     this.checkRoom();
-    if (this.subscribeReplies) this.wantFilter(this.replySlots[operation], true);
+    if (this.subscribeReplies) this.wantFilter(operation, true);
     return timeout;
   }
 
@@ -309,8 +305,8 @@ export class JobsClient extends ReplyLayer {
   protected report(slot: number, status: ReplyStatus, payload: Uint8Array, callback: (...args: never[]) => void): void {
     const reply = this.reply;
     reply.jobs = this;
-    reply.operation = JOBS_OPERATION_NAMES[this.operation[slot]];
-    reply.requestId = this.requestId[slot];
+    reply.operation = JOBS_OPERATION_NAMES[this.operationOf(slot)];
+    reply.requestId = this.requestIdOf(slot);
     reply.jobId = status === ReplyStatus.Accepted || status === ReplyStatus.Rejected ? this.replyJobId : "";
     reply.payload = payload;
     reply.errorCode = status === ReplyStatus.Rejected ? this.fields.codeText(payload) : "";
@@ -439,9 +435,12 @@ export class JobRunner {
   private readonly timeoutMs: number | undefined;
   private readonly stepTimeoutInMinutes: number | undefined;
   private readonly onEvent: JobRunnerEvent | undefined;
-  private readonly onStarted: JobsCallback = (status, reply) => this.started(status, reply);
-  private readonly onReported: JobsCallback = (status, reply) => this.reported(status, reply);
-  private readonly onReread: JobsCallback = (status, reply) => this.reread(status, reply);
+  /**
+   * The callback of every request the runner makes: one closure rather than one per kind of request.
+   * The runner has one request out at a time, and its state says which (starting: start-next,
+   * reporting: update, rereading: describe) until the reply or the timeout comes.
+   */
+  private readonly onReply: JobsCallback = (status, reply) => this.replied(status, reply);
 
   constructor(
     readonly jobs: JobsClient,
@@ -509,7 +508,7 @@ export class JobRunner {
       this.state = RunnerState.Starting;
       const statusDetails: Record<string, string> = {};
       statusDetails[RUN_MARKER_KEY] = this.marker;
-      this.jobs.startNext({ statusDetails, stepTimeoutInMinutes: this.stepTimeoutInMinutes }, this.onStarted, this.timeoutMs);
+      this.jobs.startNext({ statusDetails, stepTimeoutInMinutes: this.stepTimeoutInMinutes }, this.onReply, this.timeoutMs);
     } catch (error) {
       // The client refused the request (offline with queueing off, the table full): try at the next trigger.
       this.state = RunnerState.Idle;
@@ -531,6 +530,13 @@ export class JobRunner {
       this.again = false;
       this.jobs.wakeRunner();
     }
+  }
+
+  private replied(status: ReplyStatus, reply: JobsReply): void {
+    const state = this.state;
+    if (state === RunnerState.Starting) this.started(status, reply);
+    else if (state === RunnerState.Reporting) this.reported(status, reply);
+    else if (state === RunnerState.Rereading) this.reread(status, reply);
   }
 
   private started(status: ReplyStatus, reply: JobsReply): void {
@@ -604,7 +610,7 @@ export class JobRunner {
     this.state = RunnerState.Reporting;
     this.reportDue = false;
     try {
-      this.jobs.update(this.jobId, this.outcome, { statusDetails: this.outcomeDetails, expectedVersion: this.versionNumber, executionNumber: this.executionNumber || undefined }, this.onReported, this.timeoutMs);
+      this.jobs.update(this.jobId, this.outcome, { statusDetails: this.outcomeDetails, expectedVersion: this.versionNumber, executionNumber: this.executionNumber || undefined }, this.onReply, this.timeoutMs);
     } catch (error) {
       this.reportDue = true;
       this.event("error", this.jobId, "report: " + (error instanceof Error ? error.message : String(error)));
@@ -638,7 +644,7 @@ export class JobRunner {
   private rereadVersion(): void {
     this.state = RunnerState.Rereading;
     try {
-      this.jobs.describe(this.jobId, { executionNumber: this.executionNumber || undefined, includeJobDocument: false }, this.onReread, this.timeoutMs);
+      this.jobs.describe(this.jobId, { executionNumber: this.executionNumber || undefined, includeJobDocument: false }, this.onReply, this.timeoutMs);
     } catch {
       this.reportDue = true;
       this.state = RunnerState.Idle;

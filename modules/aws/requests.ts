@@ -1,19 +1,32 @@
 // What the Device Shadow and Jobs clients share: requests to an AWS IoT service over reserved
 // topics, each with a client token, a deadline on the client's one timer and a callback with a
 // status; the reply subscriptions they need, kept in step with the broker; and the routing of
-// inbound messages. Built over MqttClient's public API only. Memory is fixed at construction: a
-// table of pending requests, a table of reply filters, and one closure per slot of each (made once),
-// so a request allocates nothing but what its payload makes.
+// inbound messages. Built over MqttClient's public API only. Memory is fixed at construction: the
+// table of pending requests and the table of reply filters share one ArrayBuffer (a Float64Array
+// and a Uint16Array over it), and one closure takes everything the client calls back (its events
+// and the acknowledgements of the layer's requests), so a request allocates nothing but what its
+// payload makes. (A typed array costs an XS device 7 slots and a closure 11: per-slot closures and
+// a typed array per field made these layers too big to leave room for the TLS handshake.)
 //
 // A request is one QoS 1 PUBLISH: the client's offline queue and drop policy apply to it, and its
 // acknowledgement callback says whether the queue dropped it. Its outcome is reported once:
 // accepted or rejected when the reply with its token arrives, "dropped" when the queue dropped it,
 // "timeout" when neither happened by its deadline. A reply that comes later is ignored (counted as
 // unmatched). The slot stays taken until the PUBLISH itself has settled (acknowledged, timed out or
-// dropped), so an acknowledgement can never be mistaken for a later request's.
+// dropped), so that every acknowledgement still has its request in the table.
+//
+// Acknowledgements name a packet id, not a slot. A request that went straight into the client's
+// in-flight window has its packet id read at the call (client.lastPacketId). One that went into
+// the offline queue is given its id later, out of the layer's sight: an acknowledgement with an id
+// the layer does not know is that of its oldest such request (the client sends its queue in order,
+// and a broker acknowledges in the order it received), and a drop (packet id 0) is that of its
+// oldest request still in the queue as far as it can tell (the client drops from the head of its
+// queue; a new request it drops at the call, under DROP_NEWEST, is known from the call's result).
+// The one case this cannot tell apart: under DROP_OLDEST, a queued request dropped while an older
+// one of the same layer, sent from the queue, still waits for its PUBACK.
 
-import type { ClientEvents, InboundMessage, MqttClient } from "../client";
-import { AckStatus, ErrorCode, invalid, IoTLinkError, shown, type TimerUser, wholeNumber } from "../types";
+import type { InboundMessage, MqttClient } from "../client";
+import { Accepted, AckStatus, ErrorCode, invalid, IoTLinkError, shown, type TimerUser, wholeNumber } from "../types";
 import { ReplyFields, writeAscii, writeDecimal } from "./json";
 
 /** The outcome a request's callback is given. */
@@ -34,6 +47,9 @@ export const REPLY_STATUS_NAMES: readonly string[] = Object.freeze(["accepted", 
 /** The longest client token AWS IoT accepts (bytes). */
 export const MAX_CLIENT_TOKEN_BYTES = 64;
 
+/** The payload of a timeout or a drop, and of the reused reply objects before their first use: none. One frozen view for every layer (preloaded into flash on a device). */
+export const EMPTY_PAYLOAD: Uint8Array = Object.freeze(new Uint8Array(0)) as Uint8Array;
+
 const enum Phase {
   Free = 0,
   /** Waiting for the reply. */
@@ -48,6 +64,52 @@ const enum FilterState {
   Confirmed = 2,
   /** Refused or dropped: asked for again at the next `restored`. */
   Failed = 3,
+}
+
+// The tables. `numbers` (Float64Array) holds SlotNumber.Fields numbers per pending slot, then one
+// call order per reply filter; `small` (Uint16Array) holds Slot.Fields fields per pending slot, then
+// Filter.Fields per filter. The request a slot or a filter made of the client (the PUBLISH, the
+// SUBSCRIBE) is "call" r: r = slot, or capacity + filter.
+
+/** A pending slot's numbers. */
+const enum SlotNumber {
+  RequestId = 0,
+  StartedAt = 1,
+  DeadlineMs = 2,
+  /** When its PUBLISH was made, in the order of the layer's calls to the client. */
+  CallOrder = 3,
+  Fields = 4,
+}
+
+/** A pending slot's small fields. */
+const enum Slot {
+  Owner = 0,
+  Operation = 1,
+  Phase = 2,
+  /** The queue dropped its PUBLISH: reported from the timer. */
+  Dropped = 3,
+  /** Its PUBLISH's packet id; 0 while not known (it went into the offline queue). */
+  PacketId = 4,
+  /** 1 until the client called back for its PUBLISH (acknowledged, timed out or dropped). */
+  Open = 5,
+  Fields = 6,
+}
+
+/** A reply filter's small fields. */
+const enum Filter {
+  State = 0,
+  /** 1 while a request or a handler needs the subscription. */
+  Wanted = 1,
+  /** Its SUBSCRIBE's packet id and open flag, as a slot's PUBLISH's. */
+  PacketId = 2,
+  Open = 3,
+  Fields = 4,
+}
+
+/** A call's fields from where callFieldsAt() finds them (Slot.PacketId or Filter.PacketId: the two are next to each other in both). */
+const enum Call {
+  PacketId = 0,
+  Open = 1,
 }
 
 /** Counters since construction. */
@@ -98,36 +160,31 @@ export abstract class ReplyLayer implements TimerUser {
   readonly tokenPrefix: string;
   /** Default deadline of a request, in ms. */
   readonly timeoutMs: number;
+  /** Pending requests at most (maxPending). */
+  readonly capacity: number;
   protected readonly fields = new ReplyFields();
-  /** The payload of a timeout or a drop (none). */
-  protected readonly empty = new Uint8Array(0);
+  /** The reply filters, by filter slot (undefined: free). Never removed: a subclass may rely on the order it added them in. */
+  protected readonly filters: (string | undefined)[];
   /** `tokenPrefix` + "-": what a token starts with. */
   private readonly tokenHead: string;
   private readonly tokenHeadLength: number;
-
-  // Pending requests, by slot.
-  readonly capacity: number;
-  protected readonly requestId: Float64Array;
-  protected readonly owner: Uint16Array;
-  protected readonly operation: Uint8Array;
-  protected readonly callback: (((...args: never[]) => void) | undefined)[];
-  private readonly phase: Uint8Array;
-  private readonly publishOpen: Uint8Array;
-  private readonly droppedFlag: Uint8Array;
-  private readonly startedAt: Float64Array;
-  private readonly deadlineMs: Float64Array;
-  private readonly publishAcks: ((status: number) => void)[];
+  private readonly numbers: Float64Array;
+  private readonly small: Uint16Array;
+  /** Each pending slot's callback. */
+  private readonly callbacks: (((...args: never[]) => void) | undefined)[];
+  private readonly errorListeners: (((error: IoTLinkError) => void) | undefined)[] = [undefined, undefined, undefined, undefined];
+  /** The one function the client is given: the listener of message, restored and error, and the acknowledgement callback of every request (see onClientCall). */
+  private readonly clientCallback: (first?: unknown, second?: number) => void;
   private waiting = 0;
   private lastRequestId = 0;
-
-  // Reply filters, by slot.
-  private readonly filter: (string | undefined)[];
-  private readonly filterState: Uint8Array;
-  private readonly filterWanted: Uint8Array;
-  private readonly subscribeAcks: ((status: number) => void)[];
-
-  private readonly errorListeners: (((error: IoTLinkError) => void) | undefined)[] = [undefined, undefined, undefined, undefined];
-  private readonly listeners: { [K in "message" | "restored" | "error"]: ClientEvents[K] };
+  /** Requests made of the client so far: the call order of the next. */
+  private calls = 0;
+  /** Calls to the client under way (a listener the client calls at the end of one may make another). */
+  private callDepth = 0;
+  /** Drops heard while a call was under way: matched once it returned, when its result says whether the new request was the one dropped. */
+  private dropsInCall = 0;
+  /** Requests the client dropped at the call (a full queue under DROP_NEWEST), settled then, whose drop has not been heard yet. */
+  private dropsSettledAtCall = 0;
   private closed = false;
 
   constructor(client: MqttClient, options: LayerOptions, filterCapacity: number) {
@@ -144,35 +201,20 @@ export abstract class ReplyLayer implements TimerUser {
     this.tokenHead = prefix + "-";
     this.tokenHeadLength = prefix.length + 1;
 
-    this.requestId = new Float64Array(capacity);
-    this.owner = new Uint16Array(capacity);
-    this.operation = new Uint8Array(capacity);
-    this.callback = new Array(capacity).fill(undefined);
-    this.phase = new Uint8Array(capacity);
-    this.publishOpen = new Uint8Array(capacity);
-    this.droppedFlag = new Uint8Array(capacity);
-    this.startedAt = new Float64Array(capacity);
-    this.deadlineMs = new Float64Array(capacity);
-    this.publishAcks = [];
-    for (let slot = 0; slot < capacity; slot++) this.publishAcks.push((status) => this.onPublishAck(slot, status));
+    // Both tables in one ArrayBuffer (a typed array of its own costs 3 slots more than a view): the
+    // numbers first, where 8-byte alignment holds.
+    const numberCount = capacity * SlotNumber.Fields + filterCapacity;
+    const smallCount = capacity * Slot.Fields + filterCapacity * Filter.Fields;
+    const tables = new ArrayBuffer(numberCount * 8 + smallCount * 2);
+    this.numbers = new Float64Array(tables, 0, numberCount);
+    this.small = new Uint16Array(tables, numberCount * 8, smallCount);
+    this.callbacks = new Array(capacity).fill(undefined);
+    this.filters = new Array(filterCapacity).fill(undefined);
 
-    this.filter = new Array(filterCapacity).fill(undefined);
-    this.filterState = new Uint8Array(filterCapacity);
-    this.filterWanted = new Uint8Array(filterCapacity);
-    this.subscribeAcks = [];
-    for (let slot = 0; slot < filterCapacity; slot++) this.subscribeAcks.push((status) => this.onSubscribeAck(slot, status));
-
-    this.listeners = {
-      message: (message) => this.route(message),
-      restored: () => {
-        this.retryFailedFilters();
-        this.afterRestored();
-      },
-      error: (error) => this.onClientError(error),
-    };
-    client.on("message", this.listeners.message);
-    client.on("restored", this.listeners.restored);
-    client.on("error", this.listeners.error);
+    this.clientCallback = (first, second) => this.onClientCall(first, second as number);
+    client.on("message", this.clientCallback);
+    client.on("restored", this.clientCallback);
+    client.on("error", this.clientCallback);
     client.addTimerUser(this);
   }
 
@@ -212,11 +254,11 @@ export abstract class ReplyLayer implements TimerUser {
     if (this.closed) return;
     this.closed = true;
     const client = this.client;
-    client.off("message", this.listeners.message);
-    client.off("restored", this.listeners.restored);
-    client.off("error", this.listeners.error);
+    client.off("message", this.clientCallback);
+    client.off("restored", this.clientCallback);
+    client.off("error", this.clientCallback);
     client.removeTimerUser(this);
-    for (let slot = 0; slot < this.capacity; slot++) this.callback[slot] = undefined;
+    for (let slot = 0; slot < this.capacity; slot++) this.callbacks[slot] = undefined;
   }
 
   // ---------------------------------------------------------------- routing (the subclass's)
@@ -230,12 +272,51 @@ export abstract class ReplyLayer implements TimerUser {
   /** Calls `callback`, the callback of `slot`, with its outcome (the subclass knows its reply object). */
   protected abstract report(slot: number, status: ReplyStatus, payload: Uint8Array, callback: (...args: never[]) => void): void;
 
+  /**
+   * Everything the client calls back, told apart by the first argument: a number is the status of
+   * an acknowledgement (then the packet id); undefined, the `restored` event; an IoTLinkError, the
+   * `error` event; anything else, an inbound message.
+   */
+  private onClientCall(first: unknown, packetId: number): void {
+    if (typeof first === "number") this.onAcknowledgement(first, packetId);
+    else if (first === undefined) {
+      this.retryFailedFilters();
+      this.afterRestored();
+    } else if (first instanceof IoTLinkError) this.onClientError(first);
+    else this.route(first as InboundMessage);
+  }
+
+  // ---------------------------------------------------------------- pending slots
+
+  /** The request number of `slot`'s request. */
+  protected requestIdOf(slot: number): number {
+    return this.numbers[slot * SlotNumber.Fields + SlotNumber.RequestId];
+  }
+
+  /** The owner the subclass gave `slot`'s request (a shadow's index, say). */
+  protected ownerOf(slot: number): number {
+    return this.small[slot * Slot.Fields + Slot.Owner];
+  }
+
+  /** The operation the subclass gave `slot`'s request. */
+  protected operationOf(slot: number): number {
+    return this.small[slot * Slot.Fields + Slot.Operation];
+  }
+
+  /** A free pending slot, or -1. */
+  private freeSlot(): number {
+    const small = this.small;
+    const capacity = this.capacity;
+    for (let slot = 0, at = Slot.Phase; slot < capacity; slot++, at += Slot.Fields) if (small[at] === Phase.Free) return slot;
+    return -1;
+  }
+
   // ---------------------------------------------------------------- requests
 
   /** Throws not-accepted when no slot is free (checked before anything is built). */
   protected checkRoom(): void {
     if (this.closed) throw new IoTLinkError(ErrorCode.NotAccepted, "this client was closed");
-    if (this.phase.indexOf(Phase.Free) < 0) {
+    if (this.freeSlot() < 0) {
       throw new IoTLinkError(ErrorCode.NotAccepted, this.capacity + " requests are pending already (maxPending); wait for a reply or a timeout");
     }
   }
@@ -252,28 +333,36 @@ export abstract class ReplyLayer implements TimerUser {
    * passes to the caller.
    */
   protected send(id: number, owner: number, operation: number, callback: ((...args: never[]) => void) | undefined, timeoutMs: number, topic: string, payload: Uint8Array | string): number {
-    const slot = this.phase.indexOf(Phase.Free);
+    const slot = this.freeSlot();
     // A listener the client called while the subscriptions were asked for may have taken the last slot.
     if (slot < 0) this.checkRoom();
-    this.requestId[slot] = id;
-    this.owner[slot] = owner;
-    this.operation[slot] = operation;
-    this.callback[slot] = callback;
-    this.droppedFlag[slot] = 0;
-    this.startedAt[slot] = this.client.now();
-    this.deadlineMs[slot] = timeoutMs;
-    this.phase[slot] = Phase.Waiting;
-    this.publishOpen[slot] = 1;
+    const numbers = this.numbers;
+    const small = this.small;
+    const at = slot * Slot.Fields;
+    const numbersAt = slot * SlotNumber.Fields;
+    numbers[numbersAt + SlotNumber.RequestId] = id;
+    numbers[numbersAt + SlotNumber.StartedAt] = this.client.now();
+    numbers[numbersAt + SlotNumber.DeadlineMs] = timeoutMs;
+    small[at + Slot.Owner] = owner;
+    small[at + Slot.Operation] = operation;
+    small[at + Slot.Dropped] = 0;
+    small[at + Slot.Phase] = Phase.Waiting;
+    this.callbacks[slot] = callback;
     this.waiting++;
+    const queuedBefore = this.beginCall(slot);
+    let accepted: Accepted;
     try {
-      this.client.publish(topic, payload, 1, false, this.publishAcks[slot]);
+      accepted = this.client.publish(topic, payload, 1, false, this.clientCallback);
     } catch (error) {
-      this.phase[slot] = Phase.Free;
-      this.publishOpen[slot] = 0;
-      this.callback[slot] = undefined;
+      this.callDepth--;
+      small[at + Slot.Open] = 0;
+      small[at + Slot.Phase] = Phase.Free;
+      this.callbacks[slot] = undefined;
       this.waiting--;
+      this.afterCalls();
       throw error;
     }
+    this.endCall(slot, queuedBefore, accepted);
     this.lastRequestId = id;
     this.stats.requests++;
     this.client.reschedule();
@@ -284,9 +373,12 @@ export abstract class ReplyLayer implements TimerUser {
   protected matchReply(payload: Uint8Array, owner: number, operation: number): number {
     const id = this.fields.tokenNumber(payload, this.tokenHead, this.tokenHeadLength);
     if (id < 0) return -1;
+    const numbers = this.numbers;
+    const small = this.small;
     for (let slot = 0; slot < this.capacity; slot++) {
-      if (this.phase[slot] === Phase.Waiting && this.requestId[slot] === id) {
-        return this.owner[slot] === owner && this.operation[slot] === operation ? slot : -1;
+      const at = slot * Slot.Fields;
+      if (small[at + Slot.Phase] === Phase.Waiting && numbers[slot * SlotNumber.Fields + SlotNumber.RequestId] === id) {
+        return small[at + Slot.Owner] === owner && small[at + Slot.Operation] === operation ? slot : -1;
       }
     }
     this.stats.unmatched++;
@@ -299,9 +391,10 @@ export abstract class ReplyLayer implements TimerUser {
    * calls user code.
    */
   protected complete(slot: number, status: ReplyStatus, payload: Uint8Array): void {
-    const callback = this.callback[slot];
-    this.callback[slot] = undefined;
-    this.phase[slot] = this.publishOpen[slot] === 1 ? Phase.Settled : Phase.Free;
+    const callback = this.callbacks[slot];
+    this.callbacks[slot] = undefined;
+    const at = slot * Slot.Fields;
+    this.small[at + Slot.Phase] = this.small[at + Slot.Open] === 1 ? Phase.Settled : Phase.Free;
     this.waiting--;
     const stats = this.stats;
     if (status === ReplyStatus.Accepted) stats.accepted++;
@@ -312,25 +405,138 @@ export abstract class ReplyLayer implements TimerUser {
   }
 
   private onPublishAck(slot: number, status: number): void {
-    this.publishOpen[slot] = 0;
-    const phase = this.phase[slot];
-    if (phase === Phase.Settled) this.phase[slot] = Phase.Free;
+    const at = slot * Slot.Fields;
+    const phase = this.small[at + Slot.Phase];
+    if (phase === Phase.Settled) this.small[at + Slot.Phase] = Phase.Free;
     else if (phase === Phase.Waiting && status === AckStatus.Dropped) {
       // Reported from the timer, never from inside the call that made the request.
-      this.droppedFlag[slot] = 1;
+      this.small[at + Slot.Dropped] = 1;
       this.client.reschedule();
     }
+  }
+
+  // ---------------------------------------------------------------- the layer's calls to the client
+
+  // Where a call's packet id and open flag are in `small`, and its order in `numbers`.
+  private callFieldsAt(call: number): number {
+    const capacity = this.capacity;
+    return call < capacity ? call * Slot.Fields + Slot.PacketId : capacity * Slot.Fields + (call - capacity) * Filter.Fields + Filter.PacketId;
+  }
+
+  private callOrderAt(call: number): number {
+    const capacity = this.capacity;
+    return call < capacity ? call * SlotNumber.Fields + SlotNumber.CallOrder : capacity * SlotNumber.Fields + (call - capacity);
+  }
+
+  /**
+   * Before a PUBLISH or SUBSCRIBE with the acknowledgement callback: call `call` is open, its packet
+   * id not known yet. Returns the client's count of queued requests, for endCall().
+   */
+  private beginCall(call: number): number {
+    const at = this.callFieldsAt(call);
+    this.small[at + Call.PacketId] = 0;
+    this.small[at + Call.Open] = 1;
+    this.numbers[this.callOrderAt(call)] = this.calls++;
+    this.callDepth++;
+    return this.client.stats.queued;
+  }
+
+  /**
+   * After the client took call `call` (`queuedBefore`: its count of queued requests before). Not
+   * queued, the request went into the in-flight window with the last packet id given (the client
+   * runs no listener at the end of such a call: it recorded no event). Dropped at the call, it is
+   * settled now, and the drop the client reports for it is not another request's.
+   */
+  private endCall(call: number, queuedBefore: number, accepted: Accepted): void {
+    this.callDepth--;
+    const client = this.client;
+    if (accepted === Accepted.Dropped) {
+      this.dropsSettledAtCall++;
+      this.settleCall(call, AckStatus.Dropped);
+    } else if (client.stats.queued === queuedBefore) {
+      this.small[this.callFieldsAt(call) + Call.PacketId] = client.lastPacketId;
+    }
+    this.afterCalls();
+  }
+
+  /** Once no call is under way: the drops heard during the calls are matched. */
+  private afterCalls(): void {
+    if (this.callDepth > 0) return;
+    while (this.dropsInCall > 0) {
+      this.dropsInCall--;
+      this.onAcknowledgement(AckStatus.Dropped, 0);
+    }
+  }
+
+  /** The client called back for a request of the layer: which one is worked out from the packet id (see the top of this file). */
+  private onAcknowledgement(status: number, packetId: number): void {
+    let call = -1;
+    if (status === AckStatus.Dropped) {
+      if (this.callDepth > 0) {
+        this.dropsInCall++;
+        return;
+      }
+      if (this.dropsSettledAtCall > 0) {
+        this.dropsSettledAtCall--;
+        return;
+      }
+    } else {
+      call = this.openCallWithPacketId(packetId);
+    }
+    if (call < 0) call = this.oldestOpenCallWithoutPacketId();
+    if (call >= 0) this.settleCall(call, status);
+  }
+
+  private settleCall(call: number, status: number): void {
+    this.small[this.callFieldsAt(call) + Call.Open] = 0;
+    if (call < this.capacity) this.onPublishAck(call, status);
+    else this.onSubscribeAck(call - this.capacity, status);
+  }
+
+  /** The open call whose packet id is `packetId`, or -1. */
+  private openCallWithPacketId(packetId: number): number {
+    const small = this.small;
+    const capacity = this.capacity;
+    for (let slot = 0, at = Slot.PacketId; slot < capacity; slot++, at += Slot.Fields) {
+      if (small[at + Call.PacketId] === packetId && small[at + Call.Open] === 1) return slot;
+    }
+    const filters = this.filters.length;
+    for (let filter = 0, at = capacity * Slot.Fields + Filter.PacketId; filter < filters; filter++, at += Filter.Fields) {
+      if (small[at + Call.PacketId] === packetId && small[at + Call.Open] === 1) return capacity + filter;
+    }
+    return -1;
+  }
+
+  /** The open call made first among those whose packet id is not known, or -1. */
+  private oldestOpenCallWithoutPacketId(): number {
+    const calls = this.capacity + this.filters.length;
+    let oldest = -1;
+    let oldestOrder = 0;
+    for (let call = 0; call < calls; call++) {
+      const at = this.callFieldsAt(call);
+      if (this.small[at + Call.Open] !== 1 || this.small[at + Call.PacketId] !== 0) continue;
+      const order = this.numbers[this.callOrderAt(call)];
+      if (oldest < 0 || order < oldestOrder) {
+        oldest = call;
+        oldestOrder = order;
+      }
+    }
+    return oldest;
   }
 
   // ---------------------------------------------------------------- deadlines (TimerUser)
 
   nextDeadline(now: number): number {
     if (this.waiting === 0) return -1;
+    const numbers = this.numbers;
+    const small = this.small;
     let due = -1;
     for (let slot = 0; slot < this.capacity; slot++) {
-      if (this.phase[slot] !== Phase.Waiting) continue;
-      if (this.droppedFlag[slot] === 1) return 0;
-      const left = this.deadlineMs[slot] - ((now - this.startedAt[slot]) | 0);
+      const at = slot * Slot.Fields;
+      if (small[at + Slot.Phase] !== Phase.Waiting) continue;
+      if (small[at + Slot.Dropped] === 1) return 0;
+      const numbersAt = slot * SlotNumber.Fields;
+      const left = numbers[numbersAt + SlotNumber.DeadlineMs] - ((now - numbers[numbersAt + SlotNumber.StartedAt]) | 0);
       const ms = left > 0 ? left : 0;
       if (due < 0 || ms < due) due = ms;
     }
@@ -338,25 +544,34 @@ export abstract class ReplyLayer implements TimerUser {
   }
 
   onDeadline(now: number): void {
+    const numbers = this.numbers;
+    const small = this.small;
     for (let slot = 0; slot < this.capacity && this.waiting > 0; slot++) {
-      if (this.phase[slot] !== Phase.Waiting) continue;
-      if (this.droppedFlag[slot] === 1) this.complete(slot, ReplyStatus.Dropped, this.empty);
-      else if (((now - this.startedAt[slot]) | 0) >= this.deadlineMs[slot]) this.complete(slot, ReplyStatus.TimedOut, this.empty);
+      const at = slot * Slot.Fields;
+      if (small[at + Slot.Phase] !== Phase.Waiting) continue;
+      const numbersAt = slot * SlotNumber.Fields;
+      if (small[at + Slot.Dropped] === 1) this.complete(slot, ReplyStatus.Dropped, EMPTY_PAYLOAD);
+      else if (((now - numbers[numbersAt + SlotNumber.StartedAt]) | 0) >= numbers[numbersAt + SlotNumber.DeadlineMs]) this.complete(slot, ReplyStatus.TimedOut, EMPTY_PAYLOAD);
     }
   }
 
   // ---------------------------------------------------------------- reply filters
 
-  /** The slot of `filter` in the filter table (a new one if needed); not-accepted when the table is full. */
+  /** The slot of `filter` in the filter table (the next free one if it is new); not-accepted when the table is full. */
   protected filterSlot(filter: string): number {
     let free = -1;
-    for (let slot = 0; slot < this.filter.length; slot++) {
-      if (this.filter[slot] === filter) return slot;
-      if (free < 0 && this.filter[slot] === undefined) free = slot;
+    const filters = this.filters;
+    for (let slot = 0; slot < filters.length; slot++) {
+      if (filters[slot] === filter) return slot;
+      if (free < 0 && filters[slot] === undefined) free = slot;
     }
-    if (free < 0) throw new IoTLinkError(ErrorCode.NotAccepted, "the reply filter table is full (" + this.filter.length + " filters)");
-    this.filter[free] = filter;
+    if (free < 0) throw new IoTLinkError(ErrorCode.NotAccepted, "the reply filter table is full (" + filters.length + " filters)");
+    filters[free] = filter;
     return free;
+  }
+
+  private filterAt(slot: number): number {
+    return this.capacity * Slot.Fields + slot * Filter.Fields;
   }
 
   /**
@@ -366,50 +581,61 @@ export abstract class ReplyLayer implements TimerUser {
    * without a session.
    */
   protected wantFilter(slot: number, throwing: boolean): void {
-    this.filterWanted[slot] = 1;
-    const state = this.filterState[slot];
+    const at = this.filterAt(slot);
+    const small = this.small;
+    small[at + Filter.Wanted] = 1;
+    const state = small[at + Filter.State];
     if (state !== FilterState.None && state !== FilterState.Failed) return;
+    // Requested before the call: a drop the call itself reports finds it so.
+    small[at + Filter.State] = FilterState.Requested;
+    const call = this.capacity + slot;
+    const queuedBefore = this.beginCall(call);
+    let accepted: Accepted;
     try {
-      this.client.subscribe(this.filter[slot] as string, 1, undefined, this.subscribeAcks[slot]);
-      this.filterState[slot] = FilterState.Requested;
+      accepted = this.client.subscribe(this.filters[slot] as string, 1, undefined, this.clientCallback);
     } catch (error) {
-      this.filterState[slot] = FilterState.Failed;
+      this.callDepth--;
+      small[at + Filter.Open] = 0;
+      small[at + Filter.State] = FilterState.Failed;
+      this.afterCalls();
       if (throwing) throw error;
+      return;
     }
+    this.endCall(call, queuedBefore, accepted);
   }
 
   /** The subscription of `slot` is no longer needed: unsubscribed (once a SUBSCRIBE under way has settled). */
   protected unwantFilter(slot: number): void {
-    this.filterWanted[slot] = 0;
-    const state = this.filterState[slot];
+    const at = this.filterAt(slot);
+    this.small[at + Filter.Wanted] = 0;
+    const state = this.small[at + Filter.State];
     if (state === FilterState.Confirmed) this.unsubscribeFilter(slot);
-    else if (state === FilterState.Failed) this.filterState[slot] = FilterState.None;
-  }
-
-  /** Whether the subscription of `slot` is confirmed by the broker. */
-  protected filterConfirmed(slot: number): boolean {
-    return this.filterState[slot] === FilterState.Confirmed;
+    else if (state === FilterState.Failed) this.small[at + Filter.State] = FilterState.None;
   }
 
   private unsubscribeFilter(slot: number): void {
-    this.filterState[slot] = FilterState.None;
+    this.small[this.filterAt(slot) + Filter.State] = FilterState.None;
     try {
-      this.client.unsubscribe(this.filter[slot] as string);
+      this.client.unsubscribe(this.filters[slot] as string);
     } catch {
       // Offline with queueing off: the subscription goes with the session, or stays unused.
     }
   }
 
   private onSubscribeAck(slot: number, status: number): void {
-    if (this.filterState[slot] !== FilterState.Requested) return;
+    const at = this.filterAt(slot);
+    const small = this.small;
+    if (small[at + Filter.State] !== FilterState.Requested) return;
     // A SUBACK that is late still comes: the request stays in flight. A refusal after it is an `error`.
-    this.filterState[slot] = status === AckStatus.Acknowledged || status === AckStatus.TimedOut ? FilterState.Confirmed : FilterState.Failed;
-    if (this.filterWanted[slot] === 0 && this.filterState[slot] === FilterState.Confirmed) this.unsubscribeFilter(slot);
+    const confirmed = status === AckStatus.Acknowledged || status === AckStatus.TimedOut;
+    small[at + Filter.State] = confirmed ? FilterState.Confirmed : FilterState.Failed;
+    if (confirmed && small[at + Filter.Wanted] === 0) this.unsubscribeFilter(slot);
   }
 
   private retryFailedFilters(): void {
-    for (let slot = 0; slot < this.filter.length; slot++) {
-      if (this.filterWanted[slot] === 1 && this.filterState[slot] === FilterState.Failed) this.wantFilter(slot, false);
+    for (let slot = 0; slot < this.filters.length; slot++) {
+      const at = this.filterAt(slot);
+      if (this.small[at + Filter.Wanted] === 1 && this.small[at + Filter.State] === FilterState.Failed) this.wantFilter(slot, false);
     }
   }
 
@@ -417,9 +643,10 @@ export abstract class ReplyLayer implements TimerUser {
   private onClientError(error: IoTLinkError): void {
     if (error.code !== ErrorCode.SubscriptionRefused) return;
     const message = error.message;
-    for (let slot = 0; slot < this.filter.length; slot++) {
-      const filter = this.filter[slot];
-      if (filter !== undefined && this.filterState[slot] === FilterState.Confirmed && message.endsWith(" " + filter)) this.filterState[slot] = FilterState.Failed;
+    for (let slot = 0; slot < this.filters.length; slot++) {
+      const filter = this.filters[slot];
+      const at = this.filterAt(slot) + Filter.State;
+      if (filter !== undefined && this.small[at] === FilterState.Confirmed && message.endsWith(" " + filter)) this.small[at] = FilterState.Failed;
     }
   }
 

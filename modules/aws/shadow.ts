@@ -1,7 +1,8 @@
 // The AWS IoT Device Shadow client, over MqttClient's public API: classic and named shadows, get,
 // update and delete with a client token and a deadline each, deltas filtered by version, and the
 // /update/documents stream. Memory is fixed when it is built: the shadows it can serve, the requests
-// that may wait at once, the reply filters, and one buffer for the request documents.
+// that may wait at once, the reply filters, and one buffer for the request documents. (Its reply
+// filters are its reply topics: shadow i's are filter slots 8 i to 8 i + 7.)
 //
 //   const shadows = new ShadowClient(client, { maxShadows: 2 });
 //   const device = shadows.shadow("my-thing");                 // classic; shadows.shadow("my-thing", "config") for a named one
@@ -17,7 +18,7 @@ import type { InboundMessage, MqttClient } from "../client";
 import { utf8Length, writeUtf8 } from "../topic";
 import { ErrorCode, invalid, IoTLinkError, shown, wholeNumber } from "../types";
 import { JsonObjectCheck, Needs, writeAscii } from "./json";
-import { checkTimeout, type LayerOptions, ReplyLayer, type ReplyStats, ReplyStatus } from "./requests";
+import { checkTimeout, EMPTY_PAYLOAD, type LayerOptions, ReplyLayer, type ReplyStats, ReplyStatus } from "./requests";
 
 export { REPLY_STATUS_NAMES, ReplyStatus } from "./requests";
 export type { ReplyStats } from "./requests";
@@ -103,20 +104,18 @@ export class ShadowClient extends ReplyLayer {
   readonly maxShadows: number;
   readonly maxDocumentBytes: number;
   private readonly shadows: Shadow[] = [];
-  private readonly prefix: string[] = [];
-  private readonly prefixLength: number[] = [];
   /** Per shadow, the get, update and delete topics. */
   private readonly requestTopics: string[] = [];
-  /** Per shadow, its eight reply topics (SUFFIXES' order). */
-  private readonly replyTopics: string[] = [];
-  private readonly filterSlots: Int16Array;
-  private readonly lastVersions: Float64Array;
-  private readonly deltaHandler: (ShadowMessageHandler | undefined)[];
-  private readonly documentsHandler: (ShadowMessageHandler | undefined)[];
+  /** Per shadow, its topic prefix's length, read at each update (a string's length read on XS makes a wrapper: 2 slots). */
+  private readonly prefixLengths: number[] = [];
+  /** Per shadow, the last version a delta or a get reply carried (-1: none). Plain numbers: a typed array costs 7 slots. */
+  private readonly lastVersions: number[];
+  /** Per shadow, its delta handler (at 2 i) and its documents handler (at 2 i + 1). */
+  private readonly handlers: (ShadowMessageHandler | undefined)[];
   private readonly buffer: Uint8Array;
   private readonly check = new JsonObjectCheck();
-  private readonly reply = { shadow: undefined as unknown as Shadow, operation: "", requestId: 0, payload: new Uint8Array(0) as Uint8Array, version: -1, code: 0 };
-  private readonly message = { shadow: undefined as unknown as Shadow, version: -1, payload: new Uint8Array(0) as Uint8Array };
+  private readonly reply = { shadow: undefined as unknown as Shadow, operation: "", requestId: 0, payload: EMPTY_PAYLOAD, version: -1, code: 0 };
+  private readonly message = { shadow: undefined as unknown as Shadow, version: -1, payload: EMPTY_PAYLOAD };
 
   constructor(client: MqttClient, options: ShadowClientOptions = {}) {
     if (options === null || typeof options !== "object") throw invalid("options must be an object, got " + shown(options));
@@ -128,10 +127,8 @@ export class ShadowClient extends ReplyLayer {
     const largest = Math.min(SHADOW_MAX_DOCUMENT_BYTES, client.maxPacketBytes);
     this.maxDocumentBytes = wholeNumber("maxDocumentBytes", options.maxDocumentBytes ?? largest, 128, SHADOW_MAX_DOCUMENT_BYTES);
     this.buffer = new Uint8Array(this.maxDocumentBytes);
-    this.filterSlots = new Int16Array(maxShadows * FILTERS_PER_SHADOW);
-    this.lastVersions = new Float64Array(maxShadows).fill(-1);
-    this.deltaHandler = new Array(maxShadows).fill(undefined);
-    this.documentsHandler = new Array(maxShadows).fill(undefined);
+    this.lastVersions = new Array(maxShadows).fill(-1);
+    this.handlers = new Array(maxShadows * 2).fill(undefined);
   }
 
   /**
@@ -142,19 +139,15 @@ export class ShadowClient extends ReplyLayer {
     const problem = shadowNamesProblem(thingName, shadowName);
     if (problem !== "") throw invalid(problem);
     const prefix = "$aws/things/" + thingName + "/shadow/" + (shadowName === "" ? "" : "name/" + shadowName + "/");
-    const known = this.prefix.indexOf(prefix);
-    if (known >= 0) return this.shadows[known];
-    const index = this.shadows.length;
+    const shadows = this.shadows;
+    for (let known = 0; known < shadows.length; known++) if (shadows[known].topicPrefix === prefix) return shadows[known];
+    const index = shadows.length;
     if (index === this.maxShadows) throw new IoTLinkError(ErrorCode.NotAccepted, "this ShadowClient serves " + this.maxShadows + " shadows already (maxShadows)");
-    for (let k = 0; k < FILTERS_PER_SHADOW; k++) {
-      const topic = prefix + SUFFIXES[k];
-      this.filterSlots[index * FILTERS_PER_SHADOW + k] = this.filterSlot(topic);
-      this.replyTopics.push(topic);
-    }
+    // New topics take the next free filter slots, and filters are never removed: 8 * index + k.
+    for (let k = 0; k < FILTERS_PER_SHADOW; k++) this.filterSlot(prefix + SUFFIXES[k]);
     const shadow = new Shadow(this, index, thingName, shadowName, prefix);
-    this.shadows.push(shadow);
-    this.prefix.push(prefix);
-    this.prefixLength.push(prefix.length);
+    shadows.push(shadow);
+    this.prefixLengths.push(prefix.length);
     for (let operation = 0; operation < 3; operation++) this.requestTopics.push(prefix + SHADOW_OPERATION_NAMES[operation]);
     return shadow;
   }
@@ -172,9 +165,8 @@ export class ShadowClient extends ReplyLayer {
   /** @internal Sets or clears a delta (kind DELTA) or documents (DOCUMENTS) handler. */
   setHandler(index: number, kind: number, handler: ShadowMessageHandler | undefined): void {
     if (handler !== undefined && typeof handler !== "function") throw invalid("a handler must be a function, got " + shown(handler));
-    const handlers = kind === DELTA ? this.deltaHandler : this.documentsHandler;
-    handlers[index] = handler;
-    const slot = this.filterSlots[index * FILTERS_PER_SHADOW + kind];
+    this.handlers[index * 2 + kind - DELTA] = handler;
+    const slot = index * FILTERS_PER_SHADOW + kind;
     if (handler !== undefined) this.wantFilter(slot, false);
     else this.unwantFilter(slot);
   }
@@ -187,9 +179,9 @@ export class ShadowClient extends ReplyLayer {
     const id = this.nextRequestId();
     const length = operation === ShadowOperation.Update ? this.writeUpdate(index, document, id) : this.writeTokenDocument(this.buffer, id);
     // The replies' subscriptions go out before the request.
-    const base = index * FILTERS_PER_SHADOW + 2 * operation;
-    this.wantFilter(this.filterSlots[base], true);
-    this.wantFilter(this.filterSlots[base + 1], true);
+    const accepted = index * FILTERS_PER_SHADOW + 2 * operation;
+    this.wantFilter(accepted, true);
+    this.wantFilter(accepted + 1, true);
     this.send(id, index, operation, onReply as never, timeout, this.requestTopics[index * 3 + operation], this.buffer.subarray(0, length));
     return id;
   }
@@ -224,7 +216,7 @@ export class ShadowClient extends ReplyLayer {
     const total = before + (hasMembers ? 1 : 0) + 15 + this.tokenBytes + 2;
     if (total > SHADOW_MAX_DOCUMENT_BYTES) throw invalid("update: a document of " + total + " bytes with its client token is over the Device Shadow limit of " + SHADOW_MAX_DOCUMENT_BYTES + " bytes");
     if (total > this.maxDocumentBytes || bytes > this.maxDocumentBytes) throw invalid("update: a document of " + total + " bytes with its client token is over maxDocumentBytes (" + this.maxDocumentBytes + ")");
-    const packet = publishPacketBytes(this.prefixLength[index] + 6, total);
+    const packet = publishPacketBytes(this.prefixLengths[index] + 6, total);
     if (packet > this.client.maxPacketBytes) throw invalid("update: a document of " + total + " bytes makes a PUBLISH of " + packet + " bytes, over the client's maxPacketBytes (" + this.client.maxPacketBytes + ")");
     const buffer = this.buffer;
     writeUtf8(text, buffer, 0);
@@ -242,8 +234,8 @@ export class ShadowClient extends ReplyLayer {
   protected route(message: InboundMessage): void {
     const topic = message.topic;
     if (charCodeAt.call(topic, 0) !== 0x24) return; // "$"
-    // Whole topics compared (natively): shadow i's reply topics are at 8 * i + kind.
-    const topics = this.replyTopics;
+    // Whole topics compared (natively): shadow i's reply topics are the filters at 8 * i + kind.
+    const topics = this.filters;
     for (let t = 0; t < topics.length; t++) {
       if (topics[t] !== topic) continue;
       this.onReply(t >> 3, t & 7, message.payload);
@@ -257,7 +249,7 @@ export class ShadowClient extends ReplyLayer {
     if (kind === DELTA) fields.scan(payload, Needs.Version);
     else if (kind < DELTA) fields.scan(payload, (kind & 1) === 0 ? Needs.Token | Needs.Version : Needs.Token | Needs.Code);
     if (kind >= DELTA) {
-      const handler = kind === DELTA ? this.deltaHandler[index] : this.documentsHandler[index];
+      const handler = this.handlers[index * 2 + kind - DELTA];
       if (kind === DELTA) {
         const version = fields.version;
         if (version >= 0) {
@@ -290,9 +282,9 @@ export class ShadowClient extends ReplyLayer {
   protected report(slot: number, status: ReplyStatus, payload: Uint8Array, callback: (...args: never[]) => void): void {
     const reply = this.reply;
     const answered = status === ReplyStatus.Accepted || status === ReplyStatus.Rejected;
-    reply.shadow = this.shadows[this.owner[slot]];
-    reply.operation = SHADOW_OPERATION_NAMES[this.operation[slot]];
-    reply.requestId = this.requestId[slot];
+    reply.shadow = this.shadows[this.ownerOf(slot)];
+    reply.operation = SHADOW_OPERATION_NAMES[this.operationOf(slot)];
+    reply.requestId = this.requestIdOf(slot);
     reply.payload = payload;
     reply.version = answered ? this.fields.version : -1;
     reply.code = status === ReplyStatus.Rejected ? this.fields.code : 0;

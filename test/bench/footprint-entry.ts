@@ -5,7 +5,10 @@
 //   {"op":"gc"}                          collect garbage
 //   {"op":"prepare"}                     make the transport and clock (left out of the figures)
 //   {"op":"construct","options":{...}}   make one MqttClient and keep it; reply with its buffers
+//   {"op":"layers"}                      make the device app's Shadow and Jobs layers over the last client; reply with what they hold
 //   {"op":"release"}                     drop everything kept
+import { JobRunner, JobsClient } from "../../modules/aws/jobs";
+import { ShadowClient } from "../../modules/aws/shadow";
 import { MqttClient, type ClientOptions } from "../../modules/client";
 import { ScriptedBroker } from "../support/scripted-broker";
 import { VirtualClock } from "../support/virtual-clock";
@@ -17,6 +20,8 @@ export interface Footprint {
   arrayBufferBytes: number;
   /** Items of every plain Array reachable from the client (XS keeps them in chunks, a slot each). */
   arrayItems: number;
+  /** Characters of every distinct string held (XS keeps a string in a chunk of its UTF-8 bytes plus one). */
+  stringBytes: number;
 }
 
 /** Walks what `root` holds, leaving out the objects in `skip` (the transport and the clock). */
@@ -25,7 +30,16 @@ function footprint(root: object, skip: readonly object[]): Footprint {
   const visited = new Set<object>(skip);
   let arrayBufferBytes = 0;
   let arrayItems = 0;
+  const strings = new Set<string>();
+  let stringBytes = 0;
   const walk = (value: unknown): void => {
+    if (typeof value === "string") {
+      if (!strings.has(value)) {
+        strings.add(value);
+        stringBytes += value.length + 1;
+      }
+      return;
+    }
     if (value === null || (typeof value !== "object" && typeof value !== "function")) return;
     if (ArrayBuffer.isView(value)) {
       if (!buffers.has(value.buffer)) {
@@ -44,7 +58,7 @@ function footprint(root: object, skip: readonly object[]): Footprint {
     }
   };
   walk(root);
-  return { arrayBufferBytes, arrayItems };
+  return { arrayBufferBytes, arrayItems, stringBytes };
 }
 
 const kept: unknown[] = [];
@@ -62,9 +76,23 @@ function run(command: { op: string; options?: Partial<ClientOptions> }): unknown
     }
     case "construct": {
       if (!rig) throw new Error("prepare first");
-      const client = new MqttClient({ clientId: "budget-device", transport: rig.broker, clock: rig.clock, ...command.options });
+      const { layers: _layers, ...options } = (command.options ?? {}) as Partial<ClientOptions> & { layers?: boolean };
+      const client = new MqttClient({ clientId: "budget-device", transport: rig.broker, clock: rig.clock, ...options });
       kept.push(client);
       return footprint(client, [rig.broker, rig.clock]);
+    }
+    case "layers": {
+      // As the device app makes them (app/remote-settings.ts, with main.ts's default operationTimeoutMs;
+      // test/bench/memory-budget.test.ts checks the options there): one classic shadow with a delta
+      // handler, Jobs with its runner.
+      const client = kept[kept.length - 1] as MqttClient;
+      const shadows = new ShadowClient(client, { maxShadows: 1, maxPending: 4, timeoutMs: 5000, maxDocumentBytes: 512 });
+      const shadow = shadows.shadow("budget-device");
+      shadow.onDelta(() => {});
+      const jobs = new JobsClient(client, "budget-device", { maxPending: 4, maxListeners: 0, timeoutMs: 5000 });
+      const runner = new JobRunner(jobs, () => {}, { onEvent: () => {} });
+      kept.push(shadows, jobs, runner);
+      return footprint({ shadows, jobs, runner }, [client, rig!.broker, rig!.clock]);
     }
     case "release":
       kept.length = 0;

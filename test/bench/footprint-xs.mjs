@@ -1,11 +1,13 @@
 // The Node side of test/bench/memory-budget.test.ts, in a process of its own (@agoric/xsnap needs
 // @endo/init, which freezes this process's built-ins). Bundles test/bench/footprint-entry.ts with
 // esbuild, evaluates it in an xsnap worker, and for each set of client options given as JSON on the
-// command line constructs one MqttClient between two collections. Prints one JSON array:
-//   [{ options, slots, arrayBufferBytes, arrayItems }, ...]
-// slots: live slots the client added (currentHeapCount after a gc(), against before it was made).
+// command line constructs one MqttClient between two collections; with "layers": true, it then makes
+// the device app's Shadow and Jobs layers over that client, between two more. Prints one JSON array:
+//   [{ options, slots, arrayBufferBytes, arrayItems, stringBytes, layers?: { slots, arrayBufferBytes, arrayItems, stringBytes } }, ...]
+// slots: live slots the client (the layers) added (currentHeapCount after a gc(), against before).
 //
 //   node test/bench/footprint-xs.mjs '[{}, {"maxPacketBytes": 1024}]'
+//   node test/bench/footprint-xs.mjs '[{"maxPacketBytes": 1024, "layers": true}]'
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { bundleForXs, startXsnap } from "../../bench/xsnap-host.mjs";
@@ -26,7 +28,13 @@ async function main() {
       const before = await crank({ op: "gc" });
       const made = await crank({ op: "construct", options });
       const after = await crank({ op: "gc" });
-      results.push({ options, slots: after.heap - before.heap, ...made.value });
+      const result = { options, slots: after.heap - before.heap, ...made.value };
+      if (options.layers) {
+        const layers = await crank({ op: "layers" });
+        const withLayers = await crank({ op: "gc" });
+        result.layers = { slots: withLayers.heap - after.heap, ...layers.value };
+      }
+      results.push(result);
     }
   } finally {
     await worker.close().catch(() => {});

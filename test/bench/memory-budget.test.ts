@@ -6,6 +6,8 @@
 // real XS engine (xsnap): the live slots a new MqttClient adds, the ArrayBuffer bytes it holds and
 // its plain-Array items (a chunk slot each), with the app's default settings and with the client's
 // own. A change that makes the client keep more fails here, before it fails a handshake on a device.
+// The same holds for the Shadow and Jobs layers the app builds over the client (app/remote-settings.ts):
+// what they add on top of it is measured and budgeted the same way, strings included.
 // Budgets are the figures measured when the budget was set plus about 10 % headroom; raising one
 // means measuring the device again (npm run device-memory) and updating BENCHMARKS.md.
 import assert from "node:assert/strict";
@@ -18,11 +20,17 @@ import { promisify } from "node:util";
 const root = join(import.meta.dirname, "..", "..");
 const run = promisify(execFile);
 
-interface Measured {
-  options: Record<string, number>;
+interface Footprint {
   slots: number;
   arrayBufferBytes: number;
   arrayItems: number;
+  stringBytes: number;
+}
+
+interface Measured extends Footprint {
+  options: Record<string, number | boolean>;
+  /** What the device app's Shadow and Jobs layers added, when the options asked for them ("layers": true). */
+  layers?: Footprint;
 }
 
 /** The app's default client settings: manifest.json's config, with main.ts's rules for the empty ones. */
@@ -50,7 +58,7 @@ function appDefaults(): Record<string, number> {
   };
 }
 
-async function measure(configurations: Record<string, number>[]): Promise<Measured[]> {
+async function measure(configurations: Record<string, number | boolean>[]): Promise<Measured[]> {
   const { stdout } = await run(process.execPath, [join(root, "test/bench/footprint-xs.mjs"), JSON.stringify(configurations)], { cwd: root, timeout: 120_000 });
   return JSON.parse(stdout) as Measured[];
 }
@@ -75,4 +83,31 @@ test("the client's fixed footprint on XS stays within the device app's memory bu
   // The options reach the buffers: the app's settings keep 11 KB less than the client's own.
   assert.ok(withClientDefaults.arrayBufferBytes - withAppDefaults.arrayBufferBytes >= 11_000);
   assert.ok(withAppDefaults.slots > 0 && withAppDefaults.arrayItems > 0);
+});
+
+test("the device app's Shadow and Jobs layers keep a fixed footprint on XS within the memory budget", { timeout: 150_000 }, async () => {
+  // The layers as the app makes them (test/bench/footprint-entry.ts's "layers" step builds the same):
+  // if these lines change, so must that step and this budget.
+  const settings = readFileSync(join(root, "app/remote-settings.ts"), "utf8");
+  const main = readFileSync(join(root, "main.ts"), "utf8");
+  const sameAsMeasured = (source: string, pattern: RegExp, what: string): void => assert.ok(pattern.test(source), what + " changed (update footprint-entry.ts's layers step and this budget)");
+  sameAsMeasured(settings, /new ShadowClient\(client, \{ maxShadows: 1, maxPending: 4, timeoutMs, maxDocumentBytes: 512 \}\)/, "app/remote-settings.ts's ShadowClient options");
+  sameAsMeasured(settings, /this\.shadow = shadows\.shadow\(thingName\);\s+this\.shadow\.onDelta\(/, "app/remote-settings.ts's one classic shadow with a delta handler");
+  sameAsMeasured(settings, /new JobsClient\(client, thingName, \{ maxPending: 4, maxListeners: 0, timeoutMs \}\)/, "app/remote-settings.ts's JobsClient options");
+  sameAsMeasured(settings, /new JobRunner\(jobs, [^\n]*\{ onEvent: /, "app/remote-settings.ts's JobRunner (with an onEvent)");
+  sameAsMeasured(main, /\bmaxSubscriptions: 16,/, "main.ts's maxSubscriptions (16: the layers' subscriptions take some)");
+  const [measured] = await measure([{ ...appDefaults(), maxSubscriptions: 16, layers: true }]);
+  assert.ok(measured && measured.layers, "the layers were measured");
+  const layers = measured.layers;
+
+  // Measured: 289 slots (ShadowClient 110, its shadow 6, the delta subscription 9 in the client,
+  // JobsClient 96, JobRunner 68 with the app's onEvent closure), 1,125 ArrayBuffer bytes (the
+  // shadow's 512-byte document buffer, each layer's tables, Jobs' token buffer), 72 array items,
+  // 939 bytes of strings (the topics). Before the tables were merged and the per-slot closures
+  // went: 800 slots, and the device's TLS handshake no longer fitted.
+  assert.ok(layers.slots <= 320, `layers: ${layers.slots} live slots, budget 320`);
+  assert.ok(layers.arrayBufferBytes <= 1240, `layers: ${layers.arrayBufferBytes} ArrayBuffer bytes, budget 1,240`);
+  assert.ok(layers.arrayItems <= 80, `layers: ${layers.arrayItems} array items, budget 80`);
+  assert.ok(layers.stringBytes <= 1040, `layers: ${layers.stringBytes} string bytes, budget 1,040`);
+  assert.ok(layers.slots > 0 && layers.arrayBufferBytes > 512 && layers.stringBytes > 0, "the layers were built");
 });

@@ -262,6 +262,112 @@ test("shadow: under DROP_NEWEST a full queue drops the request at the call; the 
   equal(c.shadows.pendingCount, 0);
 });
 
+test("shadow: acknowledgements find their request by packet id, in any order: a slot is free once its own reply and its own PUBACK came", () => {
+  const c = scene({}, { maxPending: 2 });
+  const device = c.shadows.shadow(THING);
+  c.s.broker.ackPublishes = false;
+  device.get(c.record);
+  device.update({ state: { reported: { n: 1 } } }, c.record);
+  c.s.clock.settle();
+  const [getPublish, updatePublish] = c.s.broker.sent(3);
+  c.reply(PREFIX + "get/accepted", { state: {}, version: 1, clientToken: "t-1" });
+  deepEqual(c.outcomes.map((outcome) => outcome.operation + " " + outcome.status), ["get accepted"]);
+  const refused = (): boolean => {
+    try {
+      device.delete(c.record);
+      return false;
+    } catch (error) {
+      return (error as IoTLinkError).code === ErrorCode.NotAccepted;
+    }
+  };
+  ok(refused(), "the get's PUBLISH is not acknowledged yet: its slot stays taken");
+  // The update's PUBACK first: it frees nothing (the update still waits for its reply).
+  c.s.broker.deliver(ScriptedBroker.puback(updatePublish.packetId as number));
+  c.s.clock.settle();
+  ok(refused(), "the update's PUBACK is not the get's");
+  c.s.broker.deliver(ScriptedBroker.puback(getPublish.packetId as number));
+  c.s.clock.settle();
+  equal(device.delete(c.record), 3, "the get's PUBACK frees its slot");
+  c.reply(PREFIX + "update/accepted", { state: {}, version: 2, clientToken: "t-2" });
+  deepEqual(c.outcomes.map((outcome) => outcome.operation + " " + outcome.status), ["get accepted", "update accepted"]);
+});
+
+test("shadow: requests queued offline are acknowledged in order after the reconnect, and every slot is free again", () => {
+  const c = scene({ queueEntries: 8, queueBytes: 2048, drainIntervalMs: 10 }, { maxPending: 2 }, false);
+  const device = c.shadows.shadow(THING);
+  device.get(c.record);
+  device.update({ state: { reported: { n: 1 } } }, c.record);
+  equal(c.s.client.queuedCount, 6, "four SUBSCRIBEs and two PUBLISHes");
+  c.s.client.connect();
+  c.s.clock.advance(100);
+  c.reply(PREFIX + "update/accepted", { state: {}, version: 2, clientToken: "t-2" });
+  c.reply(PREFIX + "get/accepted", { state: {}, version: 2, clientToken: "t-1" });
+  deepEqual(c.outcomes.map((outcome) => outcome.operation + " " + outcome.status), ["update accepted", "get accepted"]);
+  equal(device.get(c.record), 3);
+  equal(device.update({ state: { reported: { n: 2 } } }, c.record), 4, "both slots free: each PUBACK settled its own PUBLISH");
+  equal(c.s.broker.sent(8).length, 4, "no SUBSCRIBE asked again: each SUBACK confirmed its own filter");
+});
+
+test("shadow: under DROP_NEWEST the request dropped at the call is the one reported dropped, not an older one still queued", () => {
+  const c = scene({ queueEntries: 3, queueBytes: 2048, dropPolicy: DROP_NEWEST }, {}, false);
+  const device = c.shadows.shadow(THING);
+  device.get(c.record);
+  equal(c.s.client.queuedCount, 3, "SUBSCRIBE, SUBSCRIBE, PUBLISH: the queue is full");
+  equal(device.get(c.record), 2);
+  c.s.clock.settle();
+  deepEqual(c.outcomes.map((outcome) => [outcome.status, outcome.requestId]), [["dropped", 2]]);
+  c.s.client.connect();
+  c.s.clock.advance(1000);
+  c.reply(PREFIX + "get/accepted", { state: {}, version: 1, clientToken: "t-1" });
+  deepEqual(c.outcomes.map((outcome) => [outcome.status, outcome.requestId]), [["dropped", 2], ["accepted", 1]]);
+  equal(c.s.broker.sent(8).length, 2, "the queued SUBSCRIBEs were not taken for dropped");
+});
+
+test("shadow: under DROP_NEWEST a SUBSCRIBE dropped at the call is asked for again at the next restore", () => {
+  const c = scene({ queueEntries: 1, queueBytes: 2048, dropPolicy: DROP_NEWEST }, {}, false);
+  const device = c.shadows.shadow(THING);
+  device.onDelta(() => {});
+  device.get(c.record);
+  c.s.clock.settle();
+  deepEqual(c.outcomes.map((outcome) => outcome.status), ["dropped"]);
+  c.s.client.connect();
+  c.s.clock.advance(1000);
+  deepEqual(c.subscribed(), [PREFIX + "update/delta", PREFIX + "get/accepted", PREFIX + "get/rejected"]);
+});
+
+test("shadow: under DROP_OLDEST the drops of two queued requests' SUBSCRIBEs and PUBLISH are told apart in queue order", () => {
+  const c = scene({ queueEntries: 4, queueBytes: 2048, dropPolicy: DROP_OLDEST, drainIntervalMs: 10 }, {}, false);
+  const device = c.shadows.shadow(THING);
+  device.get(c.record);
+  // The update's SUBSCRIBEs push out the get's; one more publish pushes out the get's PUBLISH.
+  device.update({ state: { reported: { n: 1 } } }, c.record);
+  c.s.client.publish("other", "x", 1);
+  c.s.clock.settle();
+  deepEqual(c.outcomes.map((outcome) => [outcome.operation, outcome.status]), [["get", "dropped"]]);
+  c.s.client.connect();
+  c.s.clock.advance(1000);
+  c.reply(PREFIX + "update/accepted", { state: {}, version: 1, clientToken: "t-2" });
+  deepEqual(c.outcomes.map((outcome) => [outcome.operation, outcome.status]), [["get", "dropped"], ["update", "accepted"]]);
+  // The get's dropped SUBSCRIBEs are asked for again once restored; the update's reached the broker.
+  deepEqual(c.subscribed(), [PREFIX + "update/accepted", PREFIX + "update/rejected", PREFIX + "get/accepted", PREFIX + "get/rejected"]);
+});
+
+test("shadow: of two reply subscriptions asked for together, only the one the broker refused is asked for again", () => {
+  const c = scene({ backoff: { baseMs: 1000, maxMs: 8000, stableMs: 20000 } });
+  const device = c.shadows.shadow(THING);
+  c.s.broker.refusedFilters = [PREFIX + "update/rejected"];
+  device.update({ state: { reported: { n: 1 } } }, c.record);
+  c.s.clock.settle();
+  c.s.broker.refusedFilters = [];
+  c.s.broker.drop();
+  c.s.clock.advance(1000);
+  c.s.clock.settle();
+  const subscribed = c.subscribed();
+  deepEqual(subscribed.slice(0, 2), [PREFIX + "update/accepted", PREFIX + "update/rejected"]);
+  deepEqual(subscribed.slice(2).filter((filter) => filter === PREFIX + "update/rejected"), [PREFIX + "update/rejected"], "asked again after the restore");
+  equal(subscribed.slice(2).filter((filter) => filter === PREFIX + "update/accepted").length, 1, "renewed by the client's resubscription only");
+});
+
 test("shadow: with queueing off, an offline request is refused at the call and leaves nothing pending", () => {
   const c = scene({ queueEntries: 0 }, {}, false);
   const device = c.shadows.shadow(THING);
