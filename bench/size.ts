@@ -11,7 +11,7 @@ import ts from "typescript";
 import { loadManifestClosure } from "../tools/manifest.ts";
 
 /** Moddable's own modules: provided by the firmware, never part of the app's bundle. */
-const MODDABLE_MODULES = ["timer", "time", "securesocket", "socket", "Resource", "mc/config"];
+const MODDABLE_MODULES = ["timer", "time", "securesocket", "socket", "Resource", "mc/config", "crypt", "hmac", "flash", "file"];
 
 export interface SizeRow {
   what: string;
