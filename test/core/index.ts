@@ -20,3 +20,4 @@ import "./sigv4.suite";
 import "./websocket.suite";
 import "./journal.suite";
 import "./provisioning.suite";
+import "./persist.suite";
