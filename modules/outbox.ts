@@ -6,7 +6,7 @@
 
 import { firstTopicOf, markDuplicate, PacketType, setPacketId } from "./packet";
 import { type AckCallback, Ring } from "./ring";
-import { topicFilterProblem, topicNameProblem, checkUtf8, readUtf8 } from "./topic";
+import { checkUtf8, readUtf8, topicFilterProblem } from "./topic";
 import { DROP_NEWEST, RequestKind } from "./types";
 
 /** Where the outbox writes: the session, which knows whether the link can take bytes now. */
@@ -304,14 +304,16 @@ export function queuedRequestProblem(bytes: Uint8Array, offset: number, length: 
   if (at + 2 > end) return "no topic";
   const topicEnd = at + 2 + ((bytes[at] << 8) | bytes[at + 1]);
   if (topicEnd > end || checkUtf8(bytes, at + 2, topicEnd) < 0) return "topic not valid UTF-8 or past the end";
-  const topic = readUtf8(bytes, at + 2, topicEnd);
   if (type === PacketType.Publish) {
     if (first & 0x02 && topicEnd + 2 > end) return "no packet id";
-    return topicNameProblem(topic);
+    // topicNameProblem() on the bytes, without making the string (a boot checks every record).
+    if (topicEnd === at + 2) return "empty topic";
+    for (let i = at + 2; i < topicEnd; i++) if (bytes[i] === 0x2b || bytes[i] === 0x23) return "wildcards ('+' or '#') in the topic name " + readUtf8(bytes, at + 2, topicEnd);
+    return "";
   }
   if (first === 0x82 && (topicEnd + 1 !== end || bytes[topicEnd] > 1)) return "not one filter and its QoS 0 or 1";
   if (first === 0xa2 && topicEnd !== end) return "not one filter";
-  return topicFilterProblem(topic);
+  return topicFilterProblem(readUtf8(bytes, at + 2, topicEnd));
 }
 
 /** The kind of a request queuedRequestProblem() accepted. */
