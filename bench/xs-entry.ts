@@ -12,7 +12,9 @@
 import { ShadowClient, type Shadow } from "../modules/aws/shadow";
 import { MqttClient, type ClientOptions, type InboundMessage } from "../modules/client";
 import { Ring } from "../modules/ring";
-import { DROP_NEWEST, DROP_OLDEST } from "../modules/types";
+import { checkFlashRange, type FlashDevice } from "../modules/storage/flash-device";
+import { Journal, type JournalOptions } from "../modules/storage/journal";
+import { Accepted, DROP_NEWEST, DROP_OLDEST } from "../modules/types";
 import { pingresp, publishPacket } from "../test/support/broker-codec";
 import { ScriptedBroker } from "../test/support/scripted-broker";
 import { VirtualClock } from "../test/support/virtual-clock";
@@ -309,6 +311,134 @@ const offline = {
     return `${acked} acknowledged, ${client.stats.connects} connects`;
   },
 };
+
+// Persisted offline queue (ClientOptions.persist over the storage Journal). The flash is RAM here,
+// used as hosts/moddable/flash-device.ts uses the device's: the range checked at every call, reads
+// copied byte by byte (from the memory map there), a write one native copy (Flash.write there), an
+// erase one fill. So the figures are the client's and the journal's XS work, not a flash chip's time.
+class BenchFlash implements FlashDevice {
+  readonly bytes: Uint8Array;
+  /** Views of the source buffer by length (the journal writes from its one scratch buffer): the native copy allocates nothing, as Flash.write does not. */
+  private readonly views: (Uint8Array | undefined)[] = [];
+  constructor(readonly blockSize: number, readonly blockCount: number) {
+    this.bytes = new Uint8Array(blockSize * blockCount).fill(0xff);
+  }
+  read(offset: number, bytes: Uint8Array, length?: number): void {
+    const count = checkFlashRange("flash read", offset, bytes, length, this.bytes.length);
+    const map = this.bytes;
+    for (let i = 0; i < count; i++) bytes[i] = map[offset + i];
+  }
+  write(offset: number, bytes: Uint8Array, length?: number): void {
+    const count = checkFlashRange("flash write", offset, bytes, length, this.bytes.length);
+    let view = this.views[count];
+    if (view === undefined || view.buffer !== bytes.buffer || view.byteOffset !== bytes.byteOffset) view = this.views[count] = bytes.subarray(0, count);
+    this.bytes.set(view, offset);
+  }
+  erase(block: number): void {
+    this.bytes.fill(0xff, block * this.blockSize, (block + 1) * this.blockSize);
+  }
+}
+
+/** Offline enqueues a scenario takes before it must be set up again (200 warm-up + --n up to 2000). */
+const ENQUEUE_CAPACITY = 2200;
+/** A QoS 1 PUBLISH of PAYLOAD to TOPIC: 2 + 2 + 7 + 2 + 64. */
+const REQUEST_BYTES = 77;
+let enqueueJournal: Journal | undefined;
+
+/** Offline from the start, a queue (and a journal) that takes every enqueue of the bench: each one metered alone, no drop. */
+function enqueueScenario(persisted: boolean): Scenario {
+  return {
+    setup() {
+      enqueueJournal = undefined;
+      let persist: Journal | undefined;
+      if (persisted) {
+        // 96 blocks of 4 KB: ~37 records of 92 bytes a block once the acknowledgement reserve is kept.
+        persist = new Journal(new BenchFlash(4096, 96), { maxPayloadBytes: 2048, maxRecords: ENQUEUE_CAPACITY });
+        persist.open();
+        enqueueJournal = persist;
+      }
+      current = rig({ queueEntries: ENQUEUE_CAPACITY, queueBytes: ENQUEUE_CAPACITY * REQUEST_BYTES, persist });
+      acked = 0;
+    },
+    run(n) {
+      const client = current.client;
+      if (client.queuedCount + n > ENQUEUE_CAPACITY) throw new Error("the enqueue scenario holds " + ENQUEUE_CAPACITY + " requests: run it with a smaller --n");
+      for (let i = 0; i < n; i++) client.publish(TOPIC, PAYLOAD, 1, false, onAck);
+    },
+    check() {
+      const client = current.client;
+      if (client.stats.dropped !== 0) throw new Error(client.stats.dropped + " dropped");
+      if (persisted && (enqueueJournal as Journal).count !== client.queuedCount) throw new Error("journal " + (enqueueJournal as Journal).count + ", queue " + client.queuedCount);
+      return `${client.queuedCount} queued, ${client.stats.persisted} persisted` + (persisted ? `, ${(enqueueJournal as Journal).bytesWritten} flash bytes written, ${(enqueueJournal as Journal).erases} erases` : "");
+    },
+  };
+}
+
+scenarios["offline-enqueue-persisted"] = enqueueScenario(true);
+scenarios["offline-enqueue-ram-same-rig"] = enqueueScenario(false);
+
+/** A partition image for the boot scenarios, and what booting it must load. */
+interface BootImage {
+  flash: BenchFlash;
+  journal: JournalOptions;
+  client: Partial<ClientOptions>;
+  records: number;
+  loaded: number;
+}
+let bootImage: BootImage | undefined;
+let booted: MqttClient | undefined;
+let bootTransport: { clock: VirtualClock; broker: CountingBroker } | undefined;
+
+/**
+ * Fills a 64 KB partition (16 blocks of 4 KB) through a client offline, 64-byte QoS 1 publishes:
+ * `full`, until the journal refuses (a queue that takes the whole partition, DROP_NEWEST); else 1,000
+ * publishes into the default queue (64 entries, 8 KB) under DROP_OLDEST, so every block is written
+ * (records and acknowledgements, the ring turned) and the last 64 are live.
+ */
+function bootImageOf(full: boolean): BootImage {
+  const flash = new BenchFlash(4096, 16);
+  const journalOptions: JournalOptions = { maxPayloadBytes: 2048, maxRecords: 1000 };
+  const clientOptions: Partial<ClientOptions> = full ? { queueEntries: 1000, queueBytes: 1000 * REQUEST_BYTES, dropPolicy: DROP_NEWEST } : { dropPolicy: DROP_OLDEST };
+  const journal = new Journal(flash, journalOptions);
+  journal.open();
+  const r = rig({ ...clientOptions, persist: journal });
+  if (full) while (r.client.publish(TOPIC, PAYLOAD, 1) === Accepted.Queued);
+  else for (let i = 0; i < 1000; i++) r.client.publish(TOPIC, PAYLOAD, 1);
+  let written = 0;
+  for (let block = 0; block < 16; block++) if (flash.bytes[block * 4096] !== 0xff) written++;
+  if (written < 15) throw new Error("only " + written + " of 16 blocks written");
+  return { flash, journal: journalOptions, client: clientOptions, records: journal.count, loaded: r.client.queuedCount };
+}
+
+/** One boot per run (not per message): bench/run.ts multiplies the per-message figure by n. */
+function bootScenario(full: boolean): Scenario {
+  return {
+    setup() {
+      bootImage = bootImageOf(full);
+      booted = undefined;
+      const clock = new VirtualClock(0);
+      bootTransport = { clock, broker: new CountingBroker(clock) };
+    },
+    /** The boot: the journal opened (recovery reads the partition), then a new client over it (the load). */
+    run(n) {
+      if (n === 0) return;
+      const image = bootImage as BootImage;
+      const { clock, broker } = bootTransport as { clock: VirtualClock; broker: CountingBroker };
+      const journal = new Journal(image.flash, image.journal);
+      journal.open();
+      booted = new MqttClient({ clientId: "bench-device", transport: broker, clock, ...image.client, persist: journal });
+    },
+    check() {
+      const image = bootImage as BootImage;
+      const client = booted as MqttClient;
+      if (client.stats.loadedFromStore !== image.records || client.queuedCount !== image.loaded) throw new Error("loaded " + client.stats.loadedFromStore + " of " + image.records);
+      return `${image.records} records loaded (${image.records * REQUEST_BYTES} bytes) from a 64 KB partition`;
+    },
+  };
+}
+
+scenarios["boot-recovery-full-partition"] = bootScenario(true);
+scenarios["boot-recovery-default-queue"] = bootScenario(false);
 
 // ------------------------------------------------------------------ peers on the same engine
 
