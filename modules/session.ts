@@ -369,11 +369,11 @@ export class Session implements PacketSink, Link {
     let problem: string;
     try {
       if ((this.store as QueueStore).acknowledge(seq) === true) return;
-      problem = "it holds no record " + seq;
+      problem = "the store holds no such record";
     } catch (thrown) {
       problem = thrown instanceof Error ? thrown.message : String(thrown);
     }
-    this.events.postError(ErrorCode.Store, "persist: the store could not acknowledge a request it holds (" + problem + "); it may be sent again after a reboot");
+    this.events.postError(ErrorCode.Store, "persist: acknowledging record " + seq + " failed (" + problem + "); its request may be sent again after a reboot");
   }
 
   /**

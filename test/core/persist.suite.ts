@@ -227,6 +227,20 @@ for (const policy of [DROP_NEWEST, DROP_OLDEST]) {
   });
 }
 
+test("persist: a full RAM queue under DROP_OLDEST drops its oldest from the store too; under DROP_NEWEST the new one is never written", () => {
+  for (const policy of [DROP_OLDEST, DROP_NEWEST]) {
+    const sim = new SimFlash(BLOCK, BLOCKS);
+    const { s, journal } = persisted(sim, { dropPolicy: policy, queueEntries: 2, queueBytes: 200 });
+    for (const tag of ["a", "b", "c", "d"]) s.client.publish("t", tag, 1);
+    const kept = policy === DROP_OLDEST ? ["P1 t c", "P1 t d"] : ["P1 t a", "P1 t b"];
+    deepEqual(queueText(s.client), kept);
+    deepEqual(records(journal), kept);
+    deepEqual(records(peek(sim)), kept);
+    equal(s.count("drop"), 2);
+    equal(s.client.stats.persisted, policy === DROP_OLDEST ? 4 : 2);
+  }
+});
+
 test("persist: a full partition (no room, not a record limit) under DROP_OLDEST drops the oldest queued until the append fits", () => {
   const sim = new SimFlash(BLOCK, BLOCKS);
   const { s, journal } = persisted(sim, { dropPolicy: DROP_OLDEST, queueEntries: 64, queueBytes: 4096 });
@@ -458,7 +472,7 @@ test("persist: an acknowledgement the store fails is reported and the client car
   s.clock.advance(1000);
   deepEqual(statuses, [AckStatus.Acknowledged, AckStatus.Acknowledged, AckStatus.Acknowledged]);
   deepEqual(s.errors.map((error) => error.code), [ErrorCode.Store, ErrorCode.Store]);
-  ok(s.errors[0].message.indexOf("flash erase failed") >= 0 && s.errors[1].message.indexOf("it holds no record 2") >= 0, s.errors.map((e) => e.message).join(" | "));
+  ok(s.errors[0].message.indexOf("flash erase failed") >= 0 && s.errors[1].message.indexOf("acknowledging record 2 failed (the store holds no such record)") >= 0, s.errors.map((e) => e.message).join(" | "));
   equal(s.count("restored"), 1);
 });
 
