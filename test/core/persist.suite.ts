@@ -761,12 +761,12 @@ function checkCut(policy: number, built: Script, index: number, k: number, drain
 }
 
 /**
- * Cut points of part `part` of `parts`: on Node every written and every erased byte; on XS every 3rd
- * written byte and every 29th erased one (offset per operation, so positions within records vary).
+ * Cut points of part `part` of `parts`: on Node every written and every erased byte; on XS every 4th
+ * written byte and every 37th erased one (offset per operation, so positions within records vary).
  * The full drain after the reboot: every 4th cut on Node, every 10th on XS.
  */
-const WRITE_STRIDE = ON_XS ? 3 : 1;
-const ERASE_STRIDE = ON_XS ? 29 : 1;
+const WRITE_STRIDE = ON_XS ? 4 : 1;
+const ERASE_STRIDE = ON_XS ? 37 : 1;
 const DRAIN_STRIDE = ON_XS ? 10 : 4;
 
 function proofPart(policy: number, part: number, parts: number): void {
@@ -798,7 +798,7 @@ for (const policy of [DROP_OLDEST, DROP_NEWEST]) {
     ok(built.loaded >= 4, built.loaded + " records left at the end");
     ok(built.units - built.eraseUnits > 1500, "cut points: " + (built.units - built.eraseUnits) + " written bytes, " + built.eraseUnits + " erased bytes, " + built.ops.length + " store operations");
   });
-  const parts = ON_XS ? 12 : 8;
+  const parts = ON_XS ? 10 : 8;
   for (let part = 0; part < parts; part++) {
     test("persist proof (" + name + "): a power cut at every byte written or erased, then a new client over the re-opened journal (part " + (part + 1) + " of " + parts + ")", () => {
       proofPart(policy, part, parts);
