@@ -4,7 +4,11 @@
 // docs/device-app.md, "Log lines").
 import config from "mc/config";
 import Timer from "timer";
+import { bootIdentity } from "./app/identity-boot";
 import { RemoteSettings } from "./app/remote-settings";
+import { type Identity, JournalIdentityStore } from "./modules/aws/identity";
+import { Journal } from "./modules/storage/journal";
+import { ModdableFlashDevice } from "./hosts/moddable/flash-device";
 import { MqttClient, type InboundMessage } from "./modules/client";
 import { formatLogLine } from "./modules/logline";
 import { ACK_STATUS_NAMES, AckStatus, DROP_NEWEST, DROP_OLDEST, type EndpointSettings, State, type Transport } from "./modules/types";
@@ -53,10 +57,11 @@ function log(event: string, fields: readonly (string | number | boolean)[]): voi
 let lastStatusAt = -1;
 
 const clientId = text("clientId", "iotlink-device");
-const prefix = text("topicPrefix", "iotlink") + "/" + clientId;
-const telemetryTopic = prefix + "/telemetry";
-const commandTopic = prefix + "/cmd";
-const replyTopic = prefix + "/reply";
+const topicPrefix = text("topicPrefix", "iotlink");
+// Set by start(): with fleet provisioning the device's id is the thing name it was given.
+let telemetryTopic = "";
+let commandTopic = "";
+let replyTopic = "";
 // transport=websocket: MQTT over WebSocket signed with SigV4 (AWS IoT Core on port 443, the Python
 // SDK's useWebsocket=True): TLS with the CA alone, the device signs in with accessKeyId and
 // secretAccessKey (and sessionToken for temporary keys), never logged.
@@ -91,18 +96,26 @@ const endpoint: EndpointSettings = {
 // with the creation.
 const maxPacketBytes = whole("maxPacketBytes", 1024, 64, 131072);
 const queueEntries = whole("queueEntries", 32, 0, 65535);
+// Empty in the manifest, so that queueEntries=0 alone turns the queue off: the default follows it.
+const queueBytes = whole("queueBytes", queueEntries === 0 ? 0 : 2048, 0, 0x7fffffff);
 let telemetryIntervalMs = whole("telemetryIntervalMs", 5000, 10, 86400000);
 const telemetryCount = whole("telemetryCount", 0, 0, 0x7fffffff);
 const statusIntervalMs = whole("statusIntervalMs", 10000, 100, 86400000);
 const runForMs = whole("runForMs", 0, 0, 0x7fffffff);
 
 const operationTimeoutMs = whole("operationTimeoutMs", 5000, 1, 0x7fffffff);
-// The Device Shadow and Jobs (docs/device-app.md, "Shadow and jobs"): on by default, as against AWS
-// IoT Core; a broker without those services answers no request, and each times out with a log line.
-const useShadow = flag("shadow", true);
-const useJobs = flag("jobs", true);
-const thingName = text("thingName", clientId);
+// The Device Shadow and Jobs (docs/device-app.md, "Shadow and jobs"): off unless asked for, as they
+// do not fit the esp32 defaults' memory with the rest (README, "Memory budget"); npm start turns them
+// on. A broker without those services answers no request, and each times out with a log line.
+const useShadow = flag("shadow", false);
+const useJobs = flag("jobs", false);
 const FIRMWARE_VERSION = "0.1.0";
+// persist=true: the offline queue is kept in flash (partition iotlinkq), so a reboot loses no queued
+// request (docs/device-app.md, "Flash storage"). provision=<template>: fleet provisioning by claim at
+// the first boot, with the claim certificate; the identity it gets is kept in flash (iotlinkid).
+const persist = flag("persist", false);
+const provisionTemplate = text("provision", "");
+if (provisionTemplate !== "" && (websocket || plaintext || !mutualTls)) throw new Error("config provision=" + provisionTemplate + " needs mutual TLS (the claim certificate): not with transport=websocket, plaintext or mutualTls=false");
 const clock = moddablePlatform.createClock();
 
 /**
@@ -127,195 +140,237 @@ function webSocketTransport(): Transport {
   }
 }
 
-const client = new MqttClient({
-  clientId,
-  transport: websocket ? webSocketTransport() : moddablePlatform.createTransport(endpoint, maxPacketBytes),
-  clock,
-  // For brokers that authenticate with a user name and password (with mutualTls=false, typically); never logged.
-  username: text("username", "") || undefined,
-  password: text("password", "") || undefined,
-  cleanSession: flag("cleanSession", true),
-  keepAliveSeconds: whole("keepAliveSeconds", 60, 0, 65535),
-  connectTimeoutMs: whole("connectTimeoutMs", 30000, 1, 0x7fffffff),
-  operationTimeoutMs,
-  backoff: {
-    baseMs: whole("backoffBaseMs", 1000, 1, 0x7fffffff),
-    maxMs: whole("backoffMaxMs", 32000, 1, 0x7fffffff),
-    stableMs: whole("backoffStableMs", 20000, 1, 0x7fffffff),
-    jitter: flag("backoffJitter", false),
-  },
-  queueEntries,
-  // Empty in the manifest, so that queueEntries=0 alone turns the queue off: the default follows it.
-  queueBytes: whole("queueBytes", queueEntries === 0 ? 0 : 2048, 0, 0x7fffffff),
-  dropPolicy: choice("dropPolicy", "oldest", ["oldest", "newest"]) === "newest" ? DROP_NEWEST : DROP_OLDEST,
-  inflightWindow: whole("inflightWindow", 10, 1, 100),
-  // Empty in the manifest: as many bytes as the largest packet (the client's own default is 4,096 at least).
-  inflightBytes: whole("inflightBytes", maxPacketBytes, maxPacketBytes, 0x7fffffff),
-  drainIntervalMs: whole("drainIntervalMs", 500, 0, 0x7fffffff),
-  maxPacketBytes,
-  // The command topic, five shadow reply filters and six of Jobs, with room to spare.
-  maxSubscriptions: 16,
-});
-
-const startedAt = clock.now();
-let sequence = 0;
-
-function uptime(): number {
-  return (clock.now() - startedAt) | 0;
+/** The offline queue's flash journal (persist=true), opened: it may hold requests from before a reboot. */
+function queueJournal(): Journal {
+  const journal = new Journal(new ModdableFlashDevice("iotlinkq"), { maxPayloadBytes: Math.min(maxPacketBytes, queueBytes), maxRecords: queueEntries });
+  journal.open();
+  return journal;
 }
 
-function status(event: string, unlessJustSaid = false): void {
-  if (event === "status") {
-    if (unlessJustSaid && lastStatusAt >= 0 && ((clock.now() - lastStatusAt) | 0) < 1000) return;
-    lastStatusAt = clock.now();
+let client: MqttClient;
+let remote: RemoteSettings;
+
+/** The app proper, once the device's identity is known: the provisioned one, or the manifest's. */
+function start(identity: Identity | undefined): void {
+  const deviceId = identity !== undefined ? identity.thingName : clientId;
+  const prefix = topicPrefix + "/" + deviceId;
+  telemetryTopic = prefix + "/telemetry";
+  commandTopic = prefix + "/cmd";
+  replyTopic = prefix + "/reply";
+  const thingName = text("thingName", deviceId);
+  const deviceEndpoint: EndpointSettings = identity === undefined ? endpoint : { ...endpoint, certificateResource: undefined, keyResource: undefined, certificate: identity.certificate, key: identity.privateKey };
+  client = new MqttClient({
+    clientId: deviceId,
+    transport: websocket ? webSocketTransport() : moddablePlatform.createTransport(deviceEndpoint, maxPacketBytes),
+    clock,
+    // For brokers that authenticate with a user name and password (with mutualTls=false, typically); never logged.
+    username: text("username", "") || undefined,
+    password: text("password", "") || undefined,
+    cleanSession: flag("cleanSession", true),
+    keepAliveSeconds: whole("keepAliveSeconds", 60, 0, 65535),
+    connectTimeoutMs: whole("connectTimeoutMs", 30000, 1, 0x7fffffff),
+    operationTimeoutMs,
+    backoff: {
+      baseMs: whole("backoffBaseMs", 1000, 1, 0x7fffffff),
+      maxMs: whole("backoffMaxMs", 32000, 1, 0x7fffffff),
+      stableMs: whole("backoffStableMs", 20000, 1, 0x7fffffff),
+      jitter: flag("backoffJitter", false),
+    },
+    queueEntries,
+    queueBytes,
+    persist: persist ? queueJournal() : undefined,
+    dropPolicy: choice("dropPolicy", "oldest", ["oldest", "newest"]) === "newest" ? DROP_NEWEST : DROP_OLDEST,
+    inflightWindow: whole("inflightWindow", 10, 1, 100),
+    // Empty in the manifest: as many bytes as the largest packet (the client's own default is 4,096 at least).
+    inflightBytes: whole("inflightBytes", maxPacketBytes, maxPacketBytes, 0x7fffffff),
+    drainIntervalMs: whole("drainIntervalMs", 500, 0, 0x7fffffff),
+    maxPacketBytes,
+    // The command topic, five shadow reply filters and six of Jobs, with room to spare.
+    maxSubscriptions: 16,
+  });
+
+  const startedAt = clock.now();
+  let sequence = 0;
+
+  function uptime(): number {
+    return (clock.now() - startedAt) | 0;
   }
-  const stats = client.stats;
-  const fields = [
-    "state", client.stateName, "queue", client.queuedCount, "inflight", client.inflightCount,
-    "dropped", stats.dropped, "attempt", client.attempt, "sent", stats.sent, "acked", stats.acknowledged,
-    "received", stats.received,
-  ];
-  log(event, fields.concat(["uptime", uptime()]));
-}
 
-client.on("state", () => status("state"));
-client.on("online", (sessionPresent) => log("online", ["endpoint", endpoint.host + ":" + port, "session", sessionPresent]));
-client.on("offline", (reason) => log("offline", ["reason", reason]));
-// The command subscription is asked for at restored rather than before connect(): a request made
-// before the session is restored needs the offline queue, which queueEntries=0 turns off. Once the
-// broker has confirmed it, the client re-subscribes by itself after every reconnect. Until then
-// (the subscribe threw, or was dropped, timed out or refused), it is asked for again at the next
-// restored and at each status tick while online; and again if a resubscription is refused.
-let subscribing = false;
+  function status(event: string, unlessJustSaid = false): void {
+    if (event === "status") {
+      if (unlessJustSaid && lastStatusAt >= 0 && ((clock.now() - lastStatusAt) | 0) < 1000) return;
+      lastStatusAt = clock.now();
+    }
+    const stats = client.stats;
+    const fields = [
+      "state", client.stateName, "queue", client.queuedCount, "inflight", client.inflightCount,
+      "dropped", stats.dropped, "attempt", client.attempt, "sent", stats.sent, "acked", stats.acknowledged,
+      "received", stats.received,
+    ];
+    log(event, fields.concat(["uptime", uptime()]));
+  }
 
-function subscribeCommands(): void {
-  // The app's only subscription: a count of 0 means the broker has not confirmed it (or no longer has it).
-  if (subscribing || client.subscriptionCount() > 0) return;
-  subscribing = true;
-  try {
-    client.subscribe(commandTopic, 1, onCommand, (ackStatus, _packetId, granted) => {
+  client.on("state", () => status("state"));
+  client.on("online", (sessionPresent) => log("online", ["endpoint", endpoint.host + ":" + port, "session", sessionPresent]));
+  client.on("offline", (reason) => log("offline", ["reason", reason]));
+  // The command subscription is asked for at restored rather than before connect(): a request made
+  // before the session is restored needs the offline queue, which queueEntries=0 turns off. Once the
+  // broker has confirmed it, the client re-subscribes by itself after every reconnect. Until then
+  // (the subscribe threw, or was dropped, timed out or refused), it is asked for again at the next
+  // restored and at each status tick while online; and again if a resubscription is refused.
+  let subscribing = false;
+
+  function subscribeCommands(): void {
+    // The app's only subscription: a count of 0 means the broker has not confirmed it (or no longer has it).
+    if (subscribing || client.subscriptionCount() > 0) return;
+    subscribing = true;
+    try {
+      client.subscribe(commandTopic, 1, onCommand, (ackStatus, _packetId, granted) => {
+        subscribing = false;
+        log("subscribe", ["topic", commandTopic, "status", ACK_STATUS_NAMES[ackStatus], "granted", granted]);
+      });
+    } catch (error) {
       subscribing = false;
-      log("subscribe", ["topic", commandTopic, "status", ACK_STATUS_NAMES[ackStatus], "granted", granted]);
-    });
-  } catch (error) {
-    subscribing = false;
-    log("error", ["code", "subscribe", "message", error instanceof Error ? error.message : String(error)]);
+      log("error", ["code", "subscribe", "message", error instanceof Error ? error.message : String(error)]);
+    }
+  }
+
+  client.on("restored", () => {
+    log("restored", ["queue", client.queuedCount]);
+    // On a turn of its own: the stack budget. Called here, the SUBSCRIBE's TLS write sat on top of the
+    // CONNACK's read and its events and took the stack to 344 of 384 slots; from a timer, about 250.
+    Timer.set(() => {
+      subscribeCommands();
+      remote.restored();
+    }, 0);
+  });
+  client.on("reconnecting", (delay, attempt) => log("backoff", ["delay", delay, "attempt", attempt]));
+  client.on("drop", (kind, topic) => log("drop", ["kind", kind, "topic", topic, "dropped", client.stats.dropped]));
+  client.on("error", (error) => log("error", ["code", error.code, "message", error.message]));
+
+  /** `value` as a JSON string: quotes, backslashes and control characters escaped (a command is whatever the broker sent). */
+  function jsonString(value: string): string {
+    let json = '"';
+    for (let i = 0; i < value.length; i++) {
+      const code = value.charCodeAt(i);
+      if (code === 0x22 || code === 0x5c) json += "\\" + value[i];
+      else if (code < 0x20) json += (code < 0x10 ? "\\u000" : "\\u00") + code.toString(16);
+      else json += value[i];
+    }
+    return json + '"';
+  }
+
+  function reply(command: string, body: string): void {
+    client.publish(replyTopic, '{"command":' + jsonString(command) + "," + body + "}", 1);
+  }
+
+  function onCommand(message: InboundMessage): void {
+    let command = "";
+    for (let i = 0; i < message.payload.length && i < 32; i++) command += String.fromCharCode(message.payload[i]);
+    command = command.trim();
+    log("command", ["name", command]);
+    // The reply goes out on a turn of its own, not on top of the inbound message's TLS read (the stack
+    // budget: 322 of 384 slots there, about 250 from a timer).
+    Timer.set(() => {
+      if (command === "ping") reply(command, '"uptime":' + uptime());
+      else if (command === "status") reply(command, '"state":"' + client.stateName + '","queue":' + client.queuedCount + ',"sent":' + client.stats.sent);
+      else reply(command, '"error":"unknown command"');
+    }, 0);
+  }
+
+  function publishTelemetry(): void {
+    const seq = ++sequence;
+    const payload = '{"seq":' + seq + ',"uptime":' + uptime() + ',"queue":' + client.queuedCount + "}";
+    try {
+      const accepted = client.publish(telemetryTopic, payload, 1, false, (ackStatus) => {
+        if (ackStatus !== AckStatus.Acknowledged) log("ack", ["seq", seq, "status", ACK_STATUS_NAMES[ackStatus]]);
+      });
+      log("telemetry", ["seq", seq, "result", accepted === 0 ? "sent" : accepted === 1 ? "queued" : "dropped"]);
+    } catch (error) {
+      log("error", ["code", "publish", "message", error instanceof Error ? error.message : String(error)]);
+    }
+  }
+
+  // The Device Shadow and Jobs: app/remote-settings.ts (preloaded: its code stays in flash).
+  remote = new RemoteSettings(client, {
+    thingName,
+    useShadow,
+    useJobs,
+    timeoutMs: operationTimeoutMs,
+    firmwareVersion: FIRMWARE_VERSION,
+    interval: () => telemetryIntervalMs,
+    setInterval: (ms) => {
+      telemetryIntervalMs = ms;
+      if (telemetryTimer !== undefined) startTelemetry();
+    },
+    uptime,
+    later: (work) => Timer.set(work, 0),
+    log,
+  });
+
+  // transport=websocket is said; the credentials never are.
+  log("start", ["client", deviceId, "endpoint", endpoint.host + ":" + port, ...(websocket ? ["transport", "websocket"] : []), "tls", !plaintext, "mutual", mutualTls, "telemetry", telemetryTopic, "commands", commandTopic]);
+  client.connect();
+
+  let telemetryTimer: Timer | undefined;
+
+  function startTelemetry(): void {
+    if (telemetryTimer !== undefined) Timer.clear(telemetryTimer);
+    telemetryTimer = undefined;
+    if (telemetryCount > 0 && sequence >= telemetryCount) return;
+    telemetryTimer = Timer.repeat(() => {
+      publishTelemetry();
+      if (telemetryCount > 0 && sequence >= telemetryCount) stopTelemetry();
+    }, telemetryIntervalMs);
+  }
+
+  function stopTelemetry(): void {
+    if (telemetryTimer !== undefined) Timer.clear(telemetryTimer);
+    telemetryTimer = undefined;
+  }
+
+  startTelemetry();
+  const statusTimer = Timer.repeat(() => {
+    status("status");
+    if (client.state === State.Online) subscribeCommands();
+  }, statusIntervalMs);
+
+  if (runForMs > 0) {
+    Timer.set(() => {
+      stopTelemetry();
+      Timer.clear(statusTimer);
+      remote.stop();
+      // What was sent gets its acknowledgement first, while online, for one operation timeout at most.
+      const giveUpAt = clock.now() + operationTimeoutMs;
+      const stop = Timer.repeat(() => {
+        if (client.inflightCount > 0 && client.state === State.Online && ((giveUpAt - clock.now()) | 0) > 0) return;
+        Timer.clear(stop);
+        status("status", true);
+        client.disconnect();
+        log("done", ["sent", client.stats.sent, "acked", client.stats.acknowledged, "queue", client.queuedCount]);
+      }, 50);
+    }, runForMs);
   }
 }
 
-client.on("restored", () => {
-  log("restored", ["queue", client.queuedCount]);
-  // On a turn of its own: the stack budget. Called here, the SUBSCRIBE's TLS write sat on top of the
-  // CONNACK's read and its events and took the stack to 344 of 384 slots; from a timer, about 250.
-  Timer.set(() => {
-    subscribeCommands();
-    remote.restored();
-  }, 0);
-});
-client.on("reconnecting", (delay, attempt) => log("backoff", ["delay", delay, "attempt", attempt]));
-client.on("drop", (kind, topic) => log("drop", ["kind", kind, "topic", topic, "dropped", client.stats.dropped]));
-client.on("error", (error) => log("error", ["code", error.code, "message", error.message]));
-
-/** `value` as a JSON string: quotes, backslashes and control characters escaped (a command is whatever the broker sent). */
-function jsonString(value: string): string {
-  let json = '"';
-  for (let i = 0; i < value.length; i++) {
-    const code = value.charCodeAt(i);
-    if (code === 0x22 || code === 0x5c) json += "\\" + value[i];
-    else if (code < 0x20) json += (code < 0x10 ? "\\u000" : "\\u00") + code.toString(16);
-    else json += value[i];
-  }
-  return json + '"';
-}
-
-function reply(command: string, body: string): void {
-  client.publish(replyTopic, '{"command":' + jsonString(command) + "," + body + "}", 1);
-}
-
-function onCommand(message: InboundMessage): void {
-  let command = "";
-  for (let i = 0; i < message.payload.length && i < 32; i++) command += String.fromCharCode(message.payload[i]);
-  command = command.trim();
-  log("command", ["name", command]);
-  // The reply goes out on a turn of its own, not on top of the inbound message's TLS read (the stack
-  // budget: 322 of 384 slots there, about 250 from a timer).
-  Timer.set(() => {
-    if (command === "ping") reply(command, '"uptime":' + uptime());
-    else if (command === "status") reply(command, '"state":"' + client.stateName + '","queue":' + client.queuedCount + ',"sent":' + client.stats.sent);
-    else reply(command, '"error":"unknown command"');
-  }, 0);
-}
-
-function publishTelemetry(): void {
-  const seq = ++sequence;
-  const payload = '{"seq":' + seq + ',"uptime":' + uptime() + ',"queue":' + client.queuedCount + "}";
-  try {
-    const accepted = client.publish(telemetryTopic, payload, 1, false, (ackStatus) => {
-      if (ackStatus !== AckStatus.Acknowledged) log("ack", ["seq", seq, "status", ACK_STATUS_NAMES[ackStatus]]);
-    });
-    log("telemetry", ["seq", seq, "result", accepted === 0 ? "sent" : accepted === 1 ? "queued" : "dropped"]);
-  } catch (error) {
-    log("error", ["code", "publish", "message", error instanceof Error ? error.message : String(error)]);
-  }
-}
-
-// The Device Shadow and Jobs: app/remote-settings.ts (preloaded: its code stays in flash).
-const remote = new RemoteSettings(client, {
-  thingName,
-  useShadow,
-  useJobs,
-  timeoutMs: operationTimeoutMs,
-  firmwareVersion: FIRMWARE_VERSION,
-  interval: () => telemetryIntervalMs,
-  setInterval: (ms) => {
-    telemetryIntervalMs = ms;
-    if (telemetryTimer !== undefined) startTelemetry();
-  },
-  uptime,
-  later: (work) => Timer.set(work, 0),
-  log,
-});
-
-// transport=websocket is said; the credentials never are.
-log("start", ["client", clientId, "endpoint", endpoint.host + ":" + port, ...(websocket ? ["transport", "websocket"] : []), "tls", !plaintext, "mutual", mutualTls, "telemetry", telemetryTopic, "commands", commandTopic]);
-client.connect();
-
-let telemetryTimer: Timer | undefined;
-
-function startTelemetry(): void {
-  if (telemetryTimer !== undefined) Timer.clear(telemetryTimer);
-  telemetryTimer = undefined;
-  if (telemetryCount > 0 && sequence >= telemetryCount) return;
-  telemetryTimer = Timer.repeat(() => {
-    publishTelemetry();
-    if (telemetryCount > 0 && sequence >= telemetryCount) stopTelemetry();
-  }, telemetryIntervalMs);
-}
-
-function stopTelemetry(): void {
-  if (telemetryTimer !== undefined) Timer.clear(telemetryTimer);
-  telemetryTimer = undefined;
-}
-
-startTelemetry();
-const statusTimer = Timer.repeat(() => {
-  status("status");
-  if (client.state === State.Online) subscribeCommands();
-}, statusIntervalMs);
-
-if (runForMs > 0) {
-  Timer.set(() => {
-    stopTelemetry();
-    Timer.clear(statusTimer);
-    remote.stop();
-    // What was sent gets its acknowledgement first, while online, for one operation timeout at most.
-    const giveUpAt = clock.now() + operationTimeoutMs;
-    const stop = Timer.repeat(() => {
-      if (client.inflightCount > 0 && client.state === State.Online && ((giveUpAt - clock.now()) | 0) > 0) return;
-      Timer.clear(stop);
-      status("status", true);
-      client.disconnect();
-      log("done", ["sent", client.stats.sent, "acked", client.stats.acknowledged, "queue", client.queuedCount]);
-    }, 50);
-  }, runForMs);
+if (provisionTemplate === "") start(undefined);
+else {
+  // The identity partition holds one identity record (about 2.2 KB for RSA-2048) and room to replace it.
+  const identityJournal = new Journal(new ModdableFlashDevice("iotlinkid"), { maxPayloadBytes: 3072, maxRecords: 2 });
+  identityJournal.open();
+  bootIdentity(
+    {
+      store: new JournalIdentityStore(identityJournal, 3072),
+      template: provisionTemplate,
+      parameters: { SerialNumber: text("serialNumber", clientId) },
+      claimEndpoint: { ...endpoint, certificateResource: text("claimCertificateResource", "claim-cert.der"), keyResource: text("claimKeyResource", "claim-key.der") },
+      claimClientId: clientId,
+      platform: moddablePlatform,
+      timeoutMs: 20000,
+      retryMs: whole("backoffMaxMs", 32000, 1, 0x7fffffff),
+      later: (work, delayMs) => Timer.set(work, delayMs),
+      log,
+    },
+    start,
+  );
 }

@@ -234,6 +234,13 @@ export interface EndpointSettings {
   caResource?: string;
   certificateResource?: string;
   keyResource?: string;
+  /**
+   * The device certificate and its unencrypted PKCS#8 key as DER bytes, instead of resources: an
+   * identity obtained at run time (fleet provisioning) and kept in flash storage. Together, and not
+   * with certificateResource/keyResource.
+   */
+  certificate?: Uint8Array;
+  key?: Uint8Array;
   /** Plain TCP, no TLS: only when the user asked for it in so many words. */
   plaintext?: boolean;
 }

@@ -37,6 +37,8 @@ Scenario: online, a ping answered (IoTLink), the broker stopped for --outage sec
   --chunk B       run the app in a fixed chunk heap of B bytes instead of its manifest's creation
   --heap SLOTS    ... a fixed slot heap of SLOTS slots
   --stack SLOTS   ... a stack of SLOTS slots (the example keeps the SDK's defaults)
+  --cloud         build the app with shadow=true jobs=true; after the ping the AWS IoT emulator
+                  sets a desired interval and queues a job, and both are awaited
   --keep          keep the scratch directory (builds' sources, logs) and say where
   --json FILE     also write the figures as JSON
   --help          this text
@@ -251,6 +253,7 @@ function stageIotlink(sdk: Sdk, work: string, pki: string, override: CreationOve
   mkdirSync(directory);
   for (const file of readdirSync(root).filter((file) => file === "main.ts" || /^manifest.*\.json$/.test(file))) copyFileSync(join(root, file), join(directory, file));
   cpSync(join(root, "modules"), join(directory, "modules"), { recursive: true });
+  cpSync(join(root, "app"), join(directory, "app"), { recursive: true });
   mkdirSync(join(directory, "hosts"));
   cpSync(join(root, "hosts/moddable"), join(directory, "hosts/moddable"), { recursive: true });
   symlinkSync(join(root, "node_modules"), join(directory, "node_modules"));
@@ -669,12 +672,17 @@ const IOTLINK_DRIVER: Driver = {
   online: /^iotlink online /,
   ready: /^iotlink subscribe .*status=acknowledged/,
   ping: { command: "iotlink/iotlink-device/cmd", reply: "iotlink/iotlink-device/reply" },
-  cloud: { thing: "iotlink-device", applied: /^iotlink setting name=telemetryIntervalMs value=4000 /, jobReported: /^iotlink job event=reported / },
   restored: /^iotlink restored /,
   settled: (line) => {
     const match = /^iotlink status state=online queue=0 inflight=0 .*sent=(\d+) acked=(\d+)/.exec(line);
     return match !== null && match[1] === match[2];
   },
+};
+
+/** With --cloud: the app built with shadow=true jobs=true, and a desired change and a job from the emulator after the ping. */
+const IOTLINK_CLOUD_DRIVER: Driver = {
+  ...IOTLINK_DRIVER,
+  cloud: { thing: "iotlink-device", applied: /^iotlink setting name=telemetryIntervalMs value=4000 /, jobReported: /^iotlink job event=reported / },
 };
 
 const MQTT_AWS_DRIVER: Driver = {
@@ -688,7 +696,7 @@ function overrideLabel(override: CreationOverride): string {
   return parts.length ? `, ${parts.join(", ")} (not its manifest's)` : "";
 }
 
-export async function measureDeviceMemory(options: { outageSeconds: number; keep: boolean; creation?: CreationOverride }): Promise<DeviceMemoryResult> {
+export async function measureDeviceMemory(options: { outageSeconds: number; keep: boolean; creation?: CreationOverride; cloud?: boolean }): Promise<DeviceMemoryResult> {
   const sdk = checkSdk();
   checkMachine();
   const work = mkdtempSync(join(tmpdir(), "iotlink-device-memory-"));
@@ -717,13 +725,13 @@ export async function measureDeviceMemory(options: { outageSeconds: number; keep
     const iotlink = stageIotlink(sdk, work, pki, options.creation ?? {});
     const example = stageMqttAws(sdk, work, pki, broker.port);
     staged.push(iotlink, example);
-    await build(sdk, iotlink, ["endpoint=localhost", `port=${broker.port}`], logs);
+    await build(sdk, iotlink, ["endpoint=localhost", `port=${broker.port}`, ...(options.cloud ? ["shadow=true", "jobs=true"] : [])], logs);
     await build(sdk, example, [], logs);
     const started = await startXvfb();
     xvfb = started.child;
     const apps: AppFigures[] = [];
     for (const [stage, driver, label] of [
-      [iotlink, IOTLINK_DRIVER, "IoTLink app (main.ts)" + overrideLabel(options.creation ?? {})],
+      [iotlink, options.cloud ? IOTLINK_CLOUD_DRIVER : IOTLINK_DRIVER, "IoTLink app (main.ts)" + (options.cloud ? " with shadow=true jobs=true" : "") + overrideLabel(options.creation ?? {})],
       [example, MQTT_AWS_DRIVER, "SDK examples/network/aws/mqtt-aws"],
     ] as const) {
       const run = await runScenario(sdk, stage, driver, broker, emulator, pki, started.display, options.outageSeconds, logs);
@@ -750,7 +758,7 @@ export async function measureDeviceMemory(options: { outageSeconds: number; keep
 }
 
 async function main(): Promise<void> {
-  const values = readCommandLine({ outage: { type: "string" }, chunk: { type: "string" }, heap: { type: "string" }, stack: { type: "string" }, keep: { type: "boolean" }, json: { type: "string" } });
+  const values = readCommandLine({ outage: { type: "string" }, chunk: { type: "string" }, heap: { type: "string" }, stack: { type: "string" }, cloud: { type: "boolean" }, keep: { type: "boolean" }, json: { type: "string" } });
   helpIfAsked(values, DEVICE_MEMORY_USAGE);
   const outageSeconds = values.outage === undefined ? 12 : wholeNumber(values.outage, "--outage", 1, 120);
   if (values.json === "") throw new UsageError("--json needs a file name");
@@ -759,7 +767,7 @@ async function main(): Promise<void> {
     heap: values.heap === undefined ? undefined : wholeNumber(values.heap, "--heap", 256, 1_048_576),
     stack: values.stack === undefined ? undefined : wholeNumber(values.stack, "--stack", 128, 65_536),
   };
-  const result = await measureDeviceMemory({ outageSeconds, keep: values.keep === true, creation });
+  const result = await measureDeviceMemory({ outageSeconds, keep: values.keep === true, creation, cloud: values.cloud === true });
   process.stdout.write(formatTable(result));
   if (values.json) writeFileSync(values.json, JSON.stringify(result, null, 2) + "\n");
   if (result.apps.some((app) => !app.ok)) throw new CommandError("a run did not complete: see the lines under the table");

@@ -328,6 +328,10 @@ async function main(): Promise<void> {
       say(`WSS gateway (AWS IoT-like, SigV4) listening on wss://localhost:${gateway.port}/mqtt, bridged to the embedded broker; the app signs in with credentials made for this run`);
     }
   }
+  // The emulator beside the embedded broker serves the Device Shadow and Jobs: the app uses them, unless told otherwise.
+  if (broker) {
+    for (const name of ["shadow", "jobs"]) if (!process.env["IOTLINK_CONFIG_" + name]) settings["IOTLINK_CONFIG_" + name] = "true";
+  }
   if (clientId) set("clientId", clientId.value, `${clientId.name} ${clientId.value}`);
   if (stopAfterMs !== undefined) set("runForMs", String(stopAfterMs), `${runFor!.name} ${runFor!.value}`);
 

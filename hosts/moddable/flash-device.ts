@@ -39,7 +39,8 @@ export class ModdableFlashDevice implements FlashDevice {
     this.blockSize = wholeNumber("flash blockSize", flash.blockSize, 4, 0x1000000);
     this.blockCount = Math.floor(flash.byteLength / this.blockSize);
     this.byteLength = this.blockSize * this.blockCount;
-    this.map = options.mapped === false ? undefined : new Uint8Array(flash.map() as unknown as ArrayBuffer);
+    // The Linux simulator's stand-in (hosts/moddable/lin-flash.ts) has no map: reads go through read() there.
+    this.map = options.mapped === false || typeof flash.map !== "function" ? undefined : new Uint8Array(flash.map() as unknown as ArrayBuffer);
   }
 
   read(offset: number, bytes: Uint8Array, length?: number): void {

@@ -62,7 +62,7 @@ function isName(value: unknown): value is string {
 /** What is wrong with an endpoint, or "": checked when the transport is made, not at the first connect. */
 function endpointProblem(endpoint: EndpointSettings): string {
   if (typeof endpoint !== "object" || endpoint === null) return "endpoint must be an object";
-  const { host, port, plaintext, caResource, certificateResource, keyResource, serverName, alpn } = endpoint;
+  const { host, port, plaintext, caResource, certificateResource, keyResource, certificate, key, serverName, alpn } = endpoint;
   const problem = hostProblem("endpoint host", host) || wholeNumberProblem("endpoint port", port, 1, 65535);
   if (problem !== "") return problem;
   if (plaintext !== undefined && typeof plaintext !== "boolean") return "plaintext must be true or false";
@@ -73,8 +73,13 @@ function endpointProblem(endpoint: EndpointSettings): string {
     // Found now, not at every connect attempt, where it would be retried with backoff for ever.
     if (value !== undefined && !Resource.exists(value)) return name + " " + value + " not found: add it to the manifest's resources (see docs/device-app.md)";
   }
+  for (const [name, value] of [["certificate", certificate], ["key", key]] as const) {
+    if (value !== undefined && (!(value instanceof Uint8Array) || value.length === 0)) return name + " must be the DER bytes (a non-empty Uint8Array) when given";
+  }
+  if (!certificate !== !key) return "certificate and key go together (mutual TLS with an identity from storage), or are both left out";
+  if (certificate && (certificateResource || keyResource)) return "give the device certificate and key as resources or as bytes, not both";
   if (plaintext) {
-    return caResource || certificateResource || keyResource ? "plaintext connections take no certificates: drop plaintext or the resources" : "";
+    return caResource || certificateResource || keyResource || certificate ? "plaintext connections take no certificates: drop plaintext or the resources" : "";
   }
   if (!caResource) return "TLS needs a CA certificate resource (caResource); plain TCP must be asked for with plaintext: true";
   if (!certificateResource !== !keyResource) return "certificateResource and keyResource go together (mutual TLS), or are both left out";
@@ -85,6 +90,12 @@ function endpointProblem(endpoint: EndpointSettings): string {
 function loadResource(name: string): ArrayBuffer {
   // endpointProblem() has checked that it exists.
   return new Resource(name).slice(0) as ArrayBuffer;
+}
+
+function copyBytes(bytes: Uint8Array): ArrayBuffer {
+  const copy = new Uint8Array(bytes.length);
+  copy.set(bytes);
+  return copy.buffer as ArrayBuffer;
 }
 
 export class SocketTransport implements Transport {
@@ -140,6 +151,10 @@ export class SocketTransport implements Transport {
     if (endpoint.certificateResource && endpoint.keyResource) {
       secure.clientCertificates = [loadResource(endpoint.certificateResource)];
       secure.clientKey = loadResource(endpoint.keyResource);
+    } else if (endpoint.certificate && endpoint.key) {
+      // Copied: the TLS stack keeps references to its inputs, and the caller's buffers may be reused.
+      secure.clientCertificates = [copyBytes(endpoint.certificate)];
+      secure.clientKey = copyBytes(endpoint.key);
     }
     if (endpoint.alpn) secure.applicationLayerProtocolNegotiation = endpoint.alpn;
     this.secure = secure;

@@ -9,6 +9,7 @@
 // WebSocket client does: on the ESP32 XS's Math.random reads esp_random(), the hardware RNG (true
 // random while Wi-Fi or Bluetooth runs), 31 bits a call, one byte used. The SDK's "rng" module is an
 // RC4 stream seeded once from the same source: no better, and one module more.
+/// <reference path="./typings/hmac.d.ts" />
 import { Digest } from "crypt";
 import HMAC from "hmac";
 import type { SigV4Crypto } from "../../modules/sigv4";
@@ -23,7 +24,8 @@ function hexOf(bytes: Uint8Array): string {
 
 function digestOf(algorithm: "SHA1" | "SHA256", bytes: Uint8Array): Uint8Array {
   const digest = new Digest(algorithm);
-  digest.write(bytes);
+  // An ArrayBuffer of exactly these bytes: the SDK's typings take no view (a presign makes six calls per connect).
+  digest.write(bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? (bytes.buffer as ArrayBuffer) : (bytes.slice().buffer as ArrayBuffer));
   return new Uint8Array(digest.close());
 }
 

@@ -32,6 +32,8 @@ async function startApp(thing: string, settings: Record<string, string> = {}): P
     IOTLINK_CONFIG_clientId: thing,
     IOTLINK_CONFIG_telemetryIntervalMs: "60000",
     IOTLINK_CONFIG_operationTimeoutMs: "3000",
+    IOTLINK_CONFIG_shadow: "true",
+    IOTLINK_CONFIG_jobs: "true",
     ...settings,
   });
 }

@@ -62,6 +62,11 @@ test("manifest_awsiot.json adds exactly the facade's modules to the library and 
 test("every portable module and Moddable host module is in a manifest fragment (nothing written for the device is left out)", () => {
   const everything = new Set([...listed("manifest.json").keys(), ...listed("manifest_awsiot.json").keys(), ...listed("manifest_websocket.json").keys(), ...listed("manifest_storage.json").keys(), ...listed("manifest_provisioning.json").keys()]);
   const sources = ["modules", "hosts/moddable"].flatMap((directory) => readdirSync(join(root, directory)).filter((file) => file.endsWith(".ts")).map((file) => directory + "/" + file.replace(/\.ts$/, "")));
+  // The Linux simulator's stand-in for Moddable's flash module is listed for that platform only.
+  const storage = JSON.parse(readFileSync(join(root, "manifest_storage.json"), "utf8")) as { platforms: { lin: { modules: Record<string, string>; preload: string[] } } };
+  assert.deepEqual(storage.platforms.lin.modules, { flash: "./hosts/moddable/lin-flash" });
+  assert.deepEqual(storage.platforms.lin.preload, ["flash"]);
+  everything.add("hosts/moddable/lin-flash");
   assert.deepEqual(sources.filter((name) => !everything.has(name)), []);
 });
 
@@ -72,7 +77,7 @@ test("the SDK's modules the transport needs come with the library fragment, and 
   assert.equal(library.compilerOptions.useDefineForClassFields, false);
   const app = loadManifestClosure(join(root, "manifest.json"));
   assert.deepEqual(app.config.tls, { DHE_RSA: false }, "the app gets it through the include");
-  assert.equal(app.files.map((file) => relative(root, file)).join(", "), "manifest_iotlink.json, manifest_shadow.json, manifest_jobs.json, manifest_websocket.json, manifest.json");
+  assert.equal(app.files.map((file) => relative(root, file)).join(", "), "manifest_iotlink.json, manifest_shadow.json, manifest_jobs.json, manifest_storage.json, manifest_provisioning.json, manifest_websocket.json, manifest.json");
 });
 
 test("every IoTLink module a manifest lists is preloaded (built into flash on the device, its tables frozen)", () => {

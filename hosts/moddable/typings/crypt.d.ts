@@ -1,5 +1,5 @@
-// Types for the Moddable SDK's "crypt" and "hmac" modules, which @moddable/typings does not declare.
-// Written from the SDK's sources: modules/crypt/digest/crypt.js (Digest, native in modCrypt.c) and
+// Types for the Moddable SDK's "crypt" module (the "hmac" module is typed in hmac.d.ts beside this file),
+// which @moddable/typings does not declare; the SDK's own build types it from its typings/crypt.d.ts.
 // modules/crypt/etc/hmac.js (HMAC in JavaScript over a Digest). tsconfig.json picks this file up
 // through its `hosts/moddable/**/*.ts` include; the Node side (tsconfig.node.json) maps the two names
 // to hosts/desktop/crypt.ts and hosts/desktop/hmac.ts instead, which implement the part IoTLink uses.
@@ -27,21 +27,4 @@ declare module "crypt" {
 
   const crypt: { readonly Digest: typeof Digest };
   export default crypt;
-}
-
-declare module "hmac" {
-  import type { Digest } from "crypt";
-
-  /** HMAC (FIPS 198) over the Digest `h`, which it drives: h's state is the HMAC's afterwards. */
-  export default class HMAC {
-    /** `bitlen`, when not 0, is the length of sign()'s truncated tag. */
-    constructor(h: Digest, key: ArrayBuffer | Uint8Array, bitlen?: number);
-    update(...data: (ArrayBuffer | Uint8Array | DataView)[]): void;
-    /** The tag (h.outputSize bytes). */
-    close(): ArrayBuffer;
-    /** Ready for a new message under the same key. */
-    reset(): void;
-    /** reset(), update() with each argument, close(). */
-    process(...data: (ArrayBuffer | Uint8Array | DataView)[]): ArrayBuffer;
-  }
 }
