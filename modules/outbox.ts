@@ -34,6 +34,9 @@ export const DROPPED_NEW = -1;
 /** enqueue(): the oldest request was dropped to make room (its details are in `dropped*`); call again. */
 export const DROPPED_OLDEST = -2;
 
+/** The record numbers of a client without a store: one empty array shared (frozen: the module is preloaded), no slots per client. */
+const NO_SEQS = Object.freeze(new Uint32Array(0)) as Uint32Array;
+
 /** sendQueuedHead() outcomes. */
 export const enum HeadOutcome {
   /** Written to the transport. */
@@ -63,12 +66,12 @@ export class Outbox {
   droppedSeq = 0;
   writtenSeq = 0;
 
-  constructor(queueBytes: number, queueEntries: number, inflightBytes: number, window: number, private readonly dropPolicy: number, private readonly ids: PacketIdHolder, persisted: boolean) {
+  constructor(queueBytes: number, queueEntries: number, inflightBytes: number, window: number, readonly dropPolicy: number, private readonly ids: PacketIdHolder, persisted: boolean) {
     this.queue = new Ring(queueBytes, queueEntries);
     this.inflight = new Ring(inflightBytes, window);
     this.persisted = persisted;
-    this.queueSeq = new Uint32Array(persisted ? queueEntries : 0);
-    this.inflightSeq = new Uint32Array(persisted ? window : 0);
+    this.queueSeq = persisted ? new Uint32Array(queueEntries) : NO_SEQS;
+    this.inflightSeq = persisted ? new Uint32Array(window) : NO_SEQS;
   }
 
   /** A packet id not used by any unacknowledged request. The window is at most 100 and the holder's ids fewer than 65435: one is always free. */

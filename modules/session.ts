@@ -99,7 +99,6 @@ export class Session implements PacketSink, Link {
   private readonly decoder: PacketDecoder;
   /** Persist: where queued requests are kept across reboots (undefined: RAM only). */
   private readonly store: QueueStore | undefined;
-  private readonly dropPolicy: number;
 
   // Times are raw clock values; elapsed time is always ((now - then) | 0), so wrap is harmless.
   private attemptStartedAt = 0;
@@ -142,7 +141,6 @@ export class Session implements PacketSink, Link {
     this.decoder = new PacketDecoder(settings.maxPacketBytes, this);
     this.subscriptions = new Subscriptions(settings.maxSubscriptions, this.events);
     this.store = settings.persist;
-    this.dropPolicy = settings.dropPolicy;
     this.outbox = new Outbox(settings.queueBytes, settings.queueEntries, settings.inflightBytes, settings.inflightWindow, settings.dropPolicy, this.subscriptions, settings.persist !== undefined);
     if (settings.persist !== undefined && settings.persist.count > 0) this.load(settings.persist);
   }
@@ -348,7 +346,7 @@ export class Session implements PacketSink, Link {
         return true;
       }
       this.stats.dropped++;
-      if (this.dropPolicy === DROP_OLDEST && queue.count > 1 && store.count > 0 && store.seqAt(0) === outbox.queueSeq[queue.oldest()]) {
+      if (outbox.dropPolicy === DROP_OLDEST && queue.count > 1 && store.count > 0 && store.seqAt(0) === outbox.queueSeq[queue.oldest()]) {
         outbox.dropOldest();
         this.reportDroppedOldest();
         continue;
