@@ -98,6 +98,7 @@ const maxPacketBytes = whole("maxPacketBytes", 1024, 64, 131072);
 const queueEntries = whole("queueEntries", 32, 0, 65535);
 // Empty in the manifest, so that queueEntries=0 alone turns the queue off: the default follows it.
 const queueBytes = whole("queueBytes", queueEntries === 0 ? 0 : 2048, 0, 0x7fffffff);
+const inflightWindow = whole("inflightWindow", 10, 1, 100);
 let telemetryIntervalMs = whole("telemetryIntervalMs", 5000, 10, 86400000);
 const telemetryCount = whole("telemetryCount", 0, 0, 0x7fffffff);
 const statusIntervalMs = whole("statusIntervalMs", 10000, 100, 86400000);
@@ -142,7 +143,8 @@ function webSocketTransport(): Transport {
 
 /** The offline queue's flash journal (persist=true), opened: it may hold requests from before a reboot. */
 function queueJournal(): Journal {
-  const journal = new Journal(new ModdableFlashDevice("iotlinkq"), { maxPayloadBytes: Math.min(maxPacketBytes, queueBytes), maxRecords: queueEntries });
+  // Records stay until acknowledged: those in flight count too.
+  const journal = new Journal(new ModdableFlashDevice("iotlinkq"), { maxPayloadBytes: Math.min(maxPacketBytes, queueBytes), maxRecords: queueEntries + inflightWindow });
   journal.open();
   return journal;
 }
@@ -180,7 +182,7 @@ function start(identity: Identity | undefined): void {
     queueBytes,
     persist: persist ? queueJournal() : undefined,
     dropPolicy: choice("dropPolicy", "oldest", ["oldest", "newest"]) === "newest" ? DROP_NEWEST : DROP_OLDEST,
-    inflightWindow: whole("inflightWindow", 10, 1, 100),
+    inflightWindow,
     // Empty in the manifest: as many bytes as the largest packet (the client's own default is 4,096 at least).
     inflightBytes: whole("inflightBytes", maxPacketBytes, maxPacketBytes, 0x7fffffff),
     drainIntervalMs: whole("drainIntervalMs", 500, 0, 0x7fffffff),
