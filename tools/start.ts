@@ -13,19 +13,20 @@
 // wrong, 1 for a failure (busy port, a run that never came online). Otherwise the app's exit code.
 import { spawn } from "node:child_process";
 import { randomBytes, X509Certificate } from "node:crypto";
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { chmodSync, existsSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { parseLogLine } from "../modules/logline.ts";
 import { startAwsEmulator, type RunningAwsEmulator } from "./aws-emulator.ts";
 import { BrokerCertificateError, BrokerListenError, startBroker, type RunningBroker } from "./broker.ts";
-import { DEV_PKI_FILES, ensureDevPki } from "./certs.ts";
+import { DEV_PKI_FILES, ensureDevPki, issueCertificate, pemCertificateToDer, pemKeyToPkcs8Der } from "./certs.ts";
+import { ensureFlashPartitions } from "./flash-partitions.ts";
 import { CommandError, EXIT_FAILURE, exitWithProblem, helpIfAsked, portNumber, readCommandLine, UsageError } from "./cli.ts";
 import { buildDesktopApp } from "./desktop-build.ts";
 import { loadManifestClosure } from "./manifest.ts";
 import { GatewayCertificateError, GatewayListenError, startWssGateway, type RunningWssGateway } from "./wss-gateway.ts";
 
-export const START_USAGE = `usage: npm start -- [--run-for SECONDS] [--quiet] [--port P] [--certs DIR] [--client-id ID] [--websocket]
+export const START_USAGE = `usage: npm start -- [--run-for SECONDS] [--quiet] [--port P] [--certs DIR] [--client-id ID] [--websocket] [--persist] [--provision]
        npm start -- --endpoint HOST [--port 8883] [--certs DIR] [--client-id ID] [--run-for SECONDS] [--websocket]
 
 Runs the device app (main.ts) on the desktop and prints its log as the serial console would. With no
@@ -49,6 +50,12 @@ _sessionToken (and _region when the host does not name it).
   --client-id ID   the MQTT client id (default: the manifest's, iotlink-device)   IOTLINK_CLIENT_ID
   --endpoint HOST  a broker of your own instead of the embedded one               IOTLINK_ENDPOINT
   --websocket      MQTT over WebSocket with SigV4 (default: MQTT over TLS)        IOTLINK_WEBSOCKET=1
+  --persist        keep the offline queue in flash (persist=true); the desktop's
+                   flash partitions are files in build/flash                      IOTLINK_FLASH=DIR
+  --provision      fleet provisioning by claim (provision=iotlink-fleet): the app
+                   starts with a claim certificate made in --certs, gets its own
+                   identity from the emulator and keeps it in flash (build/flash);
+                   the next run uses it (rm -r build/flash to provision again)
   --help           this text
 
 Every setting of the app (the config of manifest.json, see docs/device-app.md) can be given as
@@ -56,6 +63,21 @@ IOTLINK_CONFIG_<name>=value, as mcconfig's name=value: IOTLINK_CONFIG_telemetryI
 
 Exit codes: the app's (0 after --run-for or Ctrl-C); 2 for a bad flag or setting; 1 when the broker
 cannot start, or a --run-for run never came online.`;
+
+/** The provisioning template --provision uses (the emulator's; thing names are <template>-<serialNumber>). */
+const PROVISIONING_TEMPLATE = "iotlink-fleet";
+
+/** The fleet's claim certificate and key in `directory` (claim-cert.der, claim-key.der), from the development CA, made once. */
+function ensureClaimCertificate(directory: string): void {
+  if (existsSync(join(directory, "claim-cert.der")) && existsSync(join(directory, "claim-key.der"))) return;
+  const issuer = { certificatePem: join(directory, DEV_PKI_FILES.caCertificatePem), keyPem: join(directory, DEV_PKI_FILES.caKeyPem) };
+  issueCertificate({ certificatePem: join(directory, "claim-cert.pem"), keyPem: join(directory, "claim-key.pem"), commonName: "iotlink-claim", profile: "client", issuer });
+  pemCertificateToDer(join(directory, "claim-cert.pem"), join(directory, "claim-cert.der"));
+  pemKeyToPkcs8Der(join(directory, "claim-key.pem"), join(directory, "claim-key.der"));
+  chmodSync(join(directory, "claim-key.pem"), 0o600);
+  chmodSync(join(directory, "claim-key.der"), 0o600);
+  say("made the fleet's claim certificate in " + directory + " (claim-cert.der, claim-key.der)");
+}
 
 const DEMO_COMMANDS = [
   [3000, "ping"],
@@ -216,6 +238,8 @@ async function main(): Promise<void> {
     "run-for": { type: "string" },
     quiet: { type: "boolean" },
     websocket: { type: "boolean" },
+    persist: { type: "boolean" },
+    provision: { type: "boolean" },
   });
   helpIfAsked(values, START_USAGE);
 
@@ -234,6 +258,9 @@ async function main(): Promise<void> {
   const stopAfterMs = runFor ? runForMs(runFor) : undefined;
   const certificates = resolve(certs.value);
   const websocket = values.websocket === true || isFlagOn(process.env.IOTLINK_WEBSOCKET) === true;
+  const provision = values.provision === true;
+  if (provision && host) throw new UsageError("--provision runs against the embedded broker and its emulator; against --endpoint HOST give IOTLINK_CONFIG_provision=<template> and the claim certificate's resources");
+  if (provision && websocket) throw new UsageError("--provision needs mutual TLS (the claim certificate): not with --websocket");
 
   // What npm start sets over the user's IOTLINK_CONFIG_*, each said once (a secret's value never).
   const settings: Record<string, string> = {};
@@ -271,6 +298,7 @@ async function main(): Promise<void> {
       throw error;
     }
     set("endpoint", "localhost", "npm start runs the app against its embedded broker; give --endpoint HOST for another");
+    const issuer = { certificatePem: join(certificates, DEV_PKI_FILES.caCertificatePem), keyPem: join(certificates, DEV_PKI_FILES.caKeyPem) };
     try {
       emulator = await startAwsEmulator({
         url: `mqtts://localhost:${broker.port}`,
@@ -280,6 +308,8 @@ async function main(): Promise<void> {
           key: readFileSync(join(certificates, DEV_PKI_FILES.deviceKeyPem)),
           rejectUnauthorized: true,
         },
+        // Fleet provisioning: new certificates from the development CA, which the embedded broker trusts.
+        provisioning: { templates: { [PROVISIONING_TEMPLATE]: {} }, issuer },
         log: values.quiet ? undefined : (line) => say(line),
       });
     } catch (error) {
@@ -328,6 +358,19 @@ async function main(): Promise<void> {
       say(`WSS gateway (AWS IoT-like, SigV4) listening on wss://localhost:${gateway.port}/mqtt, bridged to the embedded broker; the app signs in with credentials made for this run`);
     }
   }
+  // The desktop's flash (persist, provision): files that outlive the run, as flash outlives a reboot.
+  let flashDirectory = process.env.IOTLINK_FLASH || undefined;
+  if (values.persist || provision) {
+    flashDirectory = ensureFlashPartitions(flashDirectory ?? resolve(import.meta.dirname, "..", "build", "flash"));
+    if (values.persist) set("persist", "true", "--persist");
+    say(`flash partitions (the offline queue${provision ? ", the identity" : ""}) are kept in ${flashDirectory}`);
+  }
+  if (provision) {
+    ensureClaimCertificate(certificates);
+    set("provision", PROVISIONING_TEMPLATE, "--provision");
+    if (!process.env.IOTLINK_CONFIG_serialNumber) settings.IOTLINK_CONFIG_serialNumber = "0001";
+    if (!clientId && !process.env.IOTLINK_CONFIG_clientId) settings.IOTLINK_CONFIG_clientId = "iotlink-claim";
+  }
   // The emulator beside the embedded broker serves the Device Shadow and Jobs: the app uses them, unless told otherwise.
   if (broker) {
     for (const name of ["shadow", "jobs"]) if (!process.env["IOTLINK_CONFIG_" + name]) settings["IOTLINK_CONFIG_" + name] = "true";
@@ -335,7 +378,7 @@ async function main(): Promise<void> {
   if (clientId) set("clientId", clientId.value, `${clientId.name} ${clientId.value}`);
   if (stopAfterMs !== undefined) set("runForMs", String(stopAfterMs), `${runFor!.name} ${runFor!.value}`);
 
-  const environment: NodeJS.ProcessEnv = { ...process.env, IOTLINK_RESOURCES: certificates, ...settings };
+  const environment: NodeJS.ProcessEnv = { ...process.env, IOTLINK_RESOURCES: certificates, ...(flashDirectory ? { IOTLINK_FLASH: flashDirectory } : {}), ...settings };
   const bundle = await buildDesktopApp();
   const app = spawn(process.execPath, ["--enable-source-maps", bundle], { env: environment, stdio: ["ignore", "pipe", "inherit"] });
 
@@ -360,10 +403,12 @@ async function main(): Promise<void> {
   if (broker) {
     // The app's own topics: an empty override means the manifest's value, as in main.ts.
     const setting = (name: string): string => environment["IOTLINK_CONFIG_" + name] || String(manifest.config[name]);
-    const prefix = setting("topicPrefix") + "/" + setting("clientId");
+    // A provisioned device goes on as the thing the template names after its serial number.
+    const deviceId = provision ? `${PROVISIONING_TEMPLATE}-${setting("serialNumber")}` : setting("clientId");
+    const prefix = setting("topicPrefix") + "/" + deviceId;
     const commands = prefix + "/cmd";
     const replies = prefix + "/reply";
-    const thing = environment.IOTLINK_CONFIG_thingName || setting("clientId");
+    const thing = environment.IOTLINK_CONFIG_thingName || deviceId;
     const shadowUpdate = `$aws/things/${thing}/shadow/update`;
     const jobUpdate = new RegExp(`^\\$aws/things/${thing.replace(/[^A-Za-z0-9]/g, "\\$&")}/jobs/([^/]+)/update$`);
     broker.events.on("publish", (message: { topic: string; payload: Buffer }) => {
