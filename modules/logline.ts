@@ -4,14 +4,19 @@
 // Values are integers, bare words, or double-quoted text with \" and \\ escaped. Nothing else on
 // the serial console starts with "iotlink ".
 
+import { isWordOf } from "./types";
+
 export const LOG_PREFIX = "iotlink ";
 
-// Frozen for preloading; not global, so test() never writes lastIndex.
-const BARE = Object.freeze(/^[A-Za-z0-9_.:/+#-]+$/);
-
+/** A value printed bare; anything else is quoted (a loop, not a RegExp: see isWordOf). */
 function quote(value: string): string {
-  if (value.length > 0 && BARE.test(value)) return value;
-  return '"' + value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, " ") + '"';
+  if (isWordOf(value, 1, 0x7fffffff, "_.:/+#-")) return value;
+  let quoted = '"';
+  for (let i = 0; i < value.length; i++) {
+    const character = value[i];
+    quoted += character === "\\" ? "\\\\" : character === '"' ? '\\"' : character === "\n" ? " " : character;
+  }
+  return quoted + '"';
 }
 
 /** Formats one line (no newline). `fields` alternate key, value. */

@@ -144,19 +144,26 @@ export function amzDateOf(epochMs: number): string {
 }
 
 // Frozen for preloading (not global: test() never writes lastIndex).
-const REGION = Object.freeze(/^[a-z]{2}(-[a-z0-9]+)+-[0-9]+$/);
-const HOST_LABEL = Object.freeze(/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/);
+// Patterns are written in the functions that use them, so they are made at run time: a RegExp
+// kept in this preloaded module could crash XS 13's exec (see isWordOf in types.ts).
+function isRegion(text: string): boolean {
+  return /^[a-z]{2}(-[a-z0-9]+)+-[0-9]+$/.test(text);
+}
+
+function isHostLabel(text: string): boolean {
+  return /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(text);
+}
 
 /** The region of an AWS IoT endpoint `<id>-ats.iot.<region>.amazonaws.com` (or `.amazonaws.com.cn`); "" when it is not one. */
 export function regionFromEndpoint(host: string): string {
   const match = /^[A-Za-z0-9-]+\.iot\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$/.exec(typeof host === "string" ? host.toLowerCase() : "");
-  return match !== null && REGION.test(match[1]) ? match[1] : "";
+  return match !== null && isRegion(match[1]) ? match[1] : "";
 }
 
 function hostProblem(host: unknown): string {
   if (typeof host !== "string" || host.length === 0 || host.length > 253) return "the host must be a DNS name of 1 to 253 characters";
   const labels = host.split(".");
-  for (let i = 0; i < labels.length; i++) if (!HOST_LABEL.test(labels[i])) return "the host must be a DNS name (letters, digits, hyphens and dots, no port), got \"" + host + "\"";
+  for (let i = 0; i < labels.length; i++) if (!isHostLabel(labels[i])) return "the host must be a DNS name (letters, digits, hyphens and dots, no port), got \"" + host + "\"";
   return "";
 }
 
@@ -180,7 +187,7 @@ function check(input: SigV4Input, crypto: SigV4Crypto): { region: string; floor:
   }
   let region: string;
   if (input.region !== undefined) {
-    if (typeof input.region !== "string" || !REGION.test(input.region)) throw invalid("the region must look like \"eu-west-1\", got " + (typeof input.region === "string" ? "\"" + input.region + "\"" : typeof input.region));
+    if (typeof input.region !== "string" || !isRegion(input.region)) throw invalid("the region must look like \"eu-west-1\", got " + (typeof input.region === "string" ? "\"" + input.region + "\"" : typeof input.region));
     region = input.region;
   } else {
     region = regionFromEndpoint(input.host);

@@ -222,6 +222,24 @@ export function wholeNumber(name: string, value: unknown, min: number, max: numb
   return value as number;
 }
 
+/**
+ * Whether `text` has `min` to `max` characters, each a letter, a digit or one of `punctuation`.
+ * A loop rather than a RegExp kept in a module: XS 13 (Moddable SDK 8.2.3) gives a preloaded
+ * RegExp's exec scratch memory from malloc where the collector expects one of its chunks, and a
+ * compacting collection during the exec then corrupts the heap (xsre.c, fxAllocateRegExpData). A
+ * pattern literal written inside a function is made at run time and is safe.
+ */
+export function isWordOf(text: string, min: number, max: number, punctuation: string): boolean {
+  const length = text.length;
+  if (length < min || length > max) return false;
+  for (let i = 0; i < length; i++) {
+    const code = text.charCodeAt(i);
+    if ((code >= 0x30 && code <= 0x39) || (code >= 0x41 && code <= 0x5a) || (code >= 0x61 && code <= 0x7a)) continue;
+    if (punctuation.indexOf(text[i]) < 0) return false;
+  }
+  return true;
+}
+
 /** Where and how to connect: what a host needs to build a Transport. */
 export interface EndpointSettings {
   host: string;

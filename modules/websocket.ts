@@ -18,7 +18,7 @@
 // before anything else when the inner transport says it has room.
 
 import { CloseCode, FrameReader, type FrameHandler, MAX_CONTROL_PAYLOAD, MAX_FRAME_HEADER_BYTES, Opcode, SMALL_FRAME_HEADER_BYTES, writeMaskedFrame } from "./websocket-frames";
-import { CONTROL_PACKET_BYTES, hostProblem, invalid, type Transport, type TransportSink, unknownNameProblem, wholeNumberProblem } from "./types";
+import { CONTROL_PACKET_BYTES, hostProblem, invalid, isWordOf, type Transport, type TransportSink, unknownNameProblem, wholeNumberProblem } from "./types";
 
 export interface WebSocketSettings {
   /** Host header value (the endpoint host). */
@@ -64,10 +64,18 @@ const MASK_POOL_BYTES = 64;
 const KEY_BYTES = 16;
 const BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 // Frozen for preloading (not global: test() never writes lastIndex).
-const TOKEN = Object.freeze(/^[!#$%&'*+.^_`|~0-9A-Za-z-]*$/);
-const REQUEST_TARGET = Object.freeze(/^\/[\x21-\x7e]*$/);
-const STATUS_LINE = Object.freeze(/^HTTP\/(\d\.\d) (\d{3})(?: (.*))?$/);
-const DIGITS = Object.freeze(/^\d{1,9}$/);
+/** An HTTP token's punctuation (RFC 9110), for isWordOf: no RegExp kept in this preloaded module (see isWordOf). */
+const TOKEN_PUNCTUATION = "!#$%&'*+.^_`|~-";
+
+/** Whether `target` is "/" followed by visible ASCII. */
+function isRequestTarget(target: string): boolean {
+  if (target.length === 0 || target.charCodeAt(0) !== 0x2f) return false;
+  for (let i = 1; i < target.length; i++) {
+    const code = target.charCodeAt(i);
+    if (code < 0x21 || code > 0x7e) return false;
+  }
+  return true;
+}
 
 const enum Phase {
   /** Never opened, or aborted. */
@@ -142,7 +150,7 @@ function settingsProblem(inner: Transport, settings: WebSocketSettings): string 
   return unknownNameProblem("websocket setting", settings, SETTING_NAMES) ||
     hostProblem("websocket host", host) ||
     (isFunction(requestTarget) ? "" : "websocket requestTarget must be a function returning the request target") ||
-    (protocol === undefined || (typeof protocol === "string" && TOKEN.test(protocol)) ? "" : "websocket protocol must be a token such as \"mqtt\" (or \"\" for none)") ||
+    (protocol === undefined || (typeof protocol === "string" && isWordOf(protocol, 0, 0x7fffffff, TOKEN_PUNCTUATION)) ? "" : "websocket protocol must be a token such as \"mqtt\" (or \"\" for none)") ||
     wholeNumberProblem("websocket maxPacketBytes", maxPacketBytes, 16, 268435460) ||
     (isFunction(randomBytes) ? "" : "websocket randomBytes must be a function filling a Uint8Array") ||
     (isFunction(sha1) ? "" : "websocket sha1 must be a function returning a 20-byte digest");
@@ -315,7 +323,7 @@ export class WebSocketTransport implements Transport {
       return "websocket request target failed: " + messageOf(error);
     }
     // Not shown: a signed target carries credentials.
-    if (typeof target !== "string" || !REQUEST_TARGET.test(target)) {
+    if (typeof target !== "string" || !isRequestTarget(target)) {
       return "websocket requestTarget() must return a path starting with / in printable ASCII without spaces, got " + (typeof target === "string" ? target.length + " characters" : typeof target);
     }
     let key: string;
@@ -409,7 +417,8 @@ export class WebSocketTransport implements Transport {
     const headEnd = this.headBytes;
     let lineEnd = indexOfLineFeed(side, 0, headEnd);
     const statusLine = latin1(side, 0, contentEnd(side, 0, lineEnd < 80 ? lineEnd : 80));
-    const status = STATUS_LINE.exec(statusLine);
+    // Written here, so made at run time: see isWordOf.
+    const status = /^HTTP\/(\d\.\d) (\d{3})(?: (.*))?$/.exec(statusLine);
     if (status === null) return this.fail("websocket upgrade failed: the answer is not HTTP (" + printable(statusLine, 40) + ")", true);
     const values = ["", "", "", "", "", ""];
     let present = 0;
@@ -437,7 +446,7 @@ export class WebSocketTransport implements Transport {
       // An excerpt of the body if it comes with the head or promptly after: as much of what
       // Content-Length announces as the excerpt holds, or what came with the head when none is given.
       const lengthText = values[Header.ContentLength];
-      const contentLength = DIGITS.test(lengthText) ? Number(lengthText) : -1;
+      const contentLength = /^\d{1,9}$/.test(lengthText) ? Number(lengthText) : -1;
       this.excerptWanted = contentLength < 0 ? EXCERPT_BYTES : contentLength < EXCERPT_BYTES ? contentLength : EXCERPT_BYTES;
       this.excerptBytes = 0;
       this.excerptCut = contentLength > EXCERPT_BYTES;

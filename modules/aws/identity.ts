@@ -13,7 +13,7 @@
 // wrong, never key bytes.
 
 import { crc32 } from "../storage/crc32";
-import { ErrorCode, invalid, IoTLinkError, shown, wholeNumber } from "../types";
+import { ErrorCode, invalid, IoTLinkError, isWordOf, shown, wholeNumber } from "../types";
 
 /** The device identity: what the transport needs to connect as the provisioned thing. */
 export interface Identity {
@@ -297,7 +297,6 @@ export function privateKeyToPkcs8Der(pem: string, into: Uint8Array, offset = 0):
 const MAGIC: readonly number[] = Object.freeze([0x49, 0x44, 0x4e, 0x31]);
 const HEADER_BYTES = 12;
 const CRC_BYTES = 4;
-const THING_NAME = Object.freeze(/^[A-Za-z0-9:_-]{1,128}$/);
 
 function thingNameByte(code: number): boolean {
   return (code >= 48 && code <= 58) || (code >= 65 && code <= 90) || (code >= 97 && code <= 122) || code === 95 || code === 45; // 0-9 : A-Z a-z _ -
@@ -307,7 +306,7 @@ function thingNameByte(code: number): boolean {
 export function identityProblem(identity: unknown): string {
   if (identity === null || typeof identity !== "object") return "an identity must be an object {thingName, certificate, privateKey}, got " + shown(identity);
   const { thingName, certificate, privateKey } = identity as Identity;
-  if (typeof thingName !== "string" || !THING_NAME.test(thingName)) return "thingName must be 1 to 128 of A-Z a-z 0-9 : _ -, got " + shown(thingName);
+  if (typeof thingName !== "string" || !isWordOf(thingName, 1, 128, ":_-")) return "thingName must be 1 to 128 of A-Z a-z 0-9 : _ -, got " + shown(thingName);
   if (!(certificate instanceof Uint8Array) || certificate.length > 0xffff) return "certificate must be a Uint8Array of DER (at most 65535 bytes)";
   if (!(privateKey instanceof Uint8Array) || privateKey.length > 0xffff) return "privateKey must be a Uint8Array of DER (at most 65535 bytes)";
   return certificateDerProblem(certificate, 0, certificate.length) || pkcs8RsaKeyDerProblem(privateKey, 0, privateKey.length);

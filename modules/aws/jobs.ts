@@ -12,7 +12,7 @@
 
 import type { InboundMessage, MqttClient } from "../client";
 import { topicFilterProblem, topicMatches } from "../topic";
-import { ErrorCode, invalid, IoTLinkError, shown, wholeNumber } from "../types";
+import { ErrorCode, invalid, IoTLinkError, isWordOf, shown, wholeNumber } from "../types";
 import { hasAt, indexOfCode, isRest, Needs, parsePayload } from "./json";
 import { checkTimeout, EMPTY_PAYLOAD, type LayerOptions, REPLY_STATUS_NAMES, ReplyLayer, ReplyStatus } from "./requests";
 
@@ -77,9 +77,6 @@ export interface UpdateOptions {
   stepTimeoutInMinutes?: number;
 }
 
-const THING_NAME = Object.freeze(/^[A-Za-z0-9:_-]{1,128}$/);
-const JOB_ID = Object.freeze(/^[A-Za-z0-9_-]{1,64}$/);
-const DETAILS_KEY = Object.freeze(/^[A-Za-z0-9:_-]{1,128}$/);
 // The reply filters, by JobsOperation, then the notifications: the filter slots they take, in this order.
 const REPLY_FILTERS: readonly string[] = Object.freeze(["get/+", "start-next/+", "+/get/+", "+/update/+", "notify", "notify-next"]);
 const NOTIFY = 4;
@@ -87,7 +84,7 @@ const NOTIFY_NEXT = 5;
 const charCodeAt = String.prototype.charCodeAt;
 
 function checkJobId(jobId: unknown, nextAllowed: boolean): string {
-  if (typeof jobId === "string" && (JOB_ID.test(jobId) || (nextAllowed && jobId === "$next"))) return jobId;
+  if (typeof jobId === "string" && (isWordOf(jobId, 1, 64, "_-") || (nextAllowed && jobId === "$next"))) return jobId;
   throw invalid("jobId must be 1 to 64 of A-Z a-z 0-9 _ -" + (nextAllowed ? " (or $next)" : "") + ", got " + shown(jobId));
 }
 
@@ -96,7 +93,7 @@ function detailsJson(details: unknown): string {
   if (details === null || typeof details !== "object" || Array.isArray(details)) throw invalid("statusDetails must be an object of texts, got " + shown(details));
   for (const key in details) {
     const value = (details as Record<string, unknown>)[key];
-    if (!DETAILS_KEY.test(key)) throw invalid("statusDetails key " + shown(key) + " must be 1 to 128 of A-Z a-z 0-9 : _ -");
+    if (!isWordOf(key, 1, 128, ":_-")) throw invalid("statusDetails key " + shown(key) + " must be 1 to 128 of A-Z a-z 0-9 : _ -");
     if (typeof value !== "string" || value.length === 0 || value.length > 1024) throw invalid("statusDetails." + key + " must be a text of 1 to 1024 characters, got " + shown(value));
   }
   return JSON.stringify(details);
@@ -129,7 +126,7 @@ export class JobsClient extends ReplyLayer {
     if (options === null || typeof options !== "object") throw invalid("options must be an object, got " + shown(options));
     const maxListeners = wholeNumber("maxListeners", options.maxListeners ?? 8, 0, 64);
     super(client, options, REPLY_FILTERS.length);
-    if (typeof thingName !== "string" || !THING_NAME.test(thingName)) throw invalid("thingName must be 1 to 128 of A-Z a-z 0-9 : _ -, got " + shown(thingName));
+    if (typeof thingName !== "string" || !isWordOf(thingName, 1, 128, ":_-")) throw invalid("thingName must be 1 to 128 of A-Z a-z 0-9 : _ -, got " + shown(thingName));
     if (options.subscribeReplies !== undefined && typeof options.subscribeReplies !== "boolean") throw invalid("subscribeReplies must be a boolean");
     this.thingName = thingName;
     this.topicPrefix = "$aws/things/" + thingName + "/jobs/";

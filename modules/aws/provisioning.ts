@@ -26,7 +26,7 @@
 // $aws/certificates/create/json/accepted.
 
 import type { InboundMessage, MqttClient } from "../client";
-import { AckStatus, ErrorCode, invalid, IoTLinkError, shown, type TimerUser, unknownNameProblem, wholeNumber } from "../types";
+import { AckStatus, ErrorCode, invalid, IoTLinkError, isWordOf, shown, type TimerUser, unknownNameProblem, wholeNumber } from "../types";
 import { certificateDerProblem, type Identity, pemMaxDerBytes, pemToDer, privateKeyToPkcs8Der } from "./identity";
 import { textOf } from "./json";
 
@@ -42,8 +42,6 @@ const CREATE_ACCEPTED = CREATE_KEYS_TOPIC + "/accepted";
 const CREATE_REJECTED = CREATE_KEYS_TOPIC + "/rejected";
 
 /** AWS's rule for a provisioning template name. */
-const TEMPLATE_NAME = Object.freeze(/^[0-9A-Za-z_-]{1,36}$/);
-const THING_NAME = Object.freeze(/^[A-Za-z0-9:_-]{1,128}$/);
 /** The longest ownership token taken (AWS's are about 500 characters). */
 const MAX_TOKEN_CHARS = 4096;
 /** AWS's limits on a RegisterThing parameter. */
@@ -54,7 +52,7 @@ const MAX_SHOWN_MESSAGE = 300;
 
 /** The topic RegisterThing requests of `templateName` are published to. */
 export function registerThingTopic(templateName: string): string {
-  if (typeof templateName !== "string" || !TEMPLATE_NAME.test(templateName)) throw invalid("templateName must be 1 to 36 of A-Z a-z 0-9 _ -, got " + shown(templateName));
+  if (typeof templateName !== "string" || !isWordOf(templateName, 1, 36, "_-")) throw invalid("templateName must be 1 to 36 of A-Z a-z 0-9 _ -, got " + shown(templateName));
   return "$aws/provisioning-templates/" + templateName + "/provision/json";
 }
 
@@ -494,7 +492,7 @@ export class FleetProvisioningClient implements TimerUser {
       return this.complete(operation, ProvisioningStatus.Accepted, { certificateId, certificatePem, privateKey, certificateOwnershipToken } as CreatedCertificate, undefined);
     }
     const { thingName, deviceConfiguration } = reply;
-    if (typeof thingName !== "string" || !THING_NAME.test(thingName)) return this.fail(operation, ProvisioningStatus.BadReply, "the accepted reply has no valid thingName");
+    if (typeof thingName !== "string" || !isWordOf(thingName, 1, 128, ":_-")) return this.fail(operation, ProvisioningStatus.BadReply, "the accepted reply has no valid thingName");
     const configuration: Record<string, string> = {};
     if (deviceConfiguration !== undefined && deviceConfiguration !== null) {
       if (!isPlainObject(deviceConfiguration)) return this.fail(operation, ProvisioningStatus.BadReply, "the accepted reply's deviceConfiguration is not an object");

@@ -26,7 +26,7 @@
 // one of the same layer, sent from the queue, still waits for its PUBACK.
 
 import type { InboundMessage, MqttClient } from "../client";
-import { Accepted, AckStatus, ErrorCode, invalid, IoTLinkError, shown, type TimerUser, wholeNumber } from "../types";
+import { Accepted, AckStatus, ErrorCode, invalid, IoTLinkError, isWordOf, shown, type TimerUser, wholeNumber } from "../types";
 import { ReplyFields, writeAscii, writeDecimal } from "./json";
 
 /** The outcome a request's callback is given. */
@@ -135,7 +135,6 @@ export interface LayerOptions {
 }
 
 const ERROR_LISTENERS = 4;
-const TOKEN_PREFIX_PATTERN = Object.freeze(/^[A-Za-z0-9_.:]{1,48}$/);
 const BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz";
 
 function randomPrefix(seed: number): string {
@@ -196,7 +195,7 @@ export abstract class ReplyLayer implements TimerUser {
     this.capacity = capacity;
     this.timeoutMs = checkTimeout("timeoutMs", options.timeoutMs ?? 10000);
     const prefix = options.clientTokenPrefix ?? randomPrefix(client.now());
-    if (typeof prefix !== "string" || !TOKEN_PREFIX_PATTERN.test(prefix)) throw invalid("clientTokenPrefix must be 1 to 48 of A-Z a-z 0-9 _ . :, got " + shown(prefix));
+    if (typeof prefix !== "string" || !isWordOf(prefix, 1, 48, "_.:")) throw invalid("clientTokenPrefix must be 1 to 48 of A-Z a-z 0-9 _ . :, got " + shown(prefix));
     this.tokenPrefix = prefix;
     this.tokenHead = prefix + "-";
     this.tokenHeadLength = prefix.length + 1;

@@ -16,7 +16,7 @@
 
 import type { InboundMessage, MqttClient } from "../client";
 import { utf8Length, writeUtf8 } from "../topic";
-import { ErrorCode, invalid, IoTLinkError, shown, wholeNumber } from "../types";
+import { ErrorCode, invalid, IoTLinkError, isWordOf, shown, wholeNumber } from "../types";
 import { JsonObjectCheck, Needs, writeAscii } from "./json";
 import { checkTimeout, EMPTY_PAYLOAD, type LayerOptions, ReplyLayer, type ReplyStats, ReplyStatus } from "./requests";
 
@@ -75,13 +75,11 @@ export interface ShadowClientOptions extends LayerOptions {
   maxDocumentBytes?: number;
 }
 
-const THING_NAME = Object.freeze(/^[A-Za-z0-9:_-]{1,128}$/);
-const SHADOW_NAME = Object.freeze(/^[A-Za-z0-9:_-]{1,64}$/);
 
 /** What is wrong with a thing name and a shadow name ("" for the classic shadow), or "". */
 export function shadowNamesProblem(thingName: unknown, shadowName: unknown): string {
-  if (typeof thingName !== "string" || !THING_NAME.test(thingName)) return "thingName must be 1 to 128 of A-Z a-z 0-9 : _ -, got " + shown(thingName);
-  if (typeof shadowName !== "string" || (shadowName !== "" && !SHADOW_NAME.test(shadowName))) return "shadowName must be 1 to 64 of A-Z a-z 0-9 : _ - (or \"\" for the classic shadow), got " + shown(shadowName);
+  if (typeof thingName !== "string" || !isWordOf(thingName, 1, 128, ":_-")) return "thingName must be 1 to 128 of A-Z a-z 0-9 : _ -, got " + shown(thingName);
+  if (typeof shadowName !== "string" || (shadowName !== "" && !isWordOf(shadowName, 1, 64, ":_-"))) return "shadowName must be 1 to 64 of A-Z a-z 0-9 : _ - (or \"\" for the classic shadow), got " + shown(shadowName);
   return "";
 }
 

@@ -93,3 +93,19 @@ test("manifest_awsiot_shadow.json adds exactly the shadow facade's modules to th
 test("manifest_provisioning.json adds exactly the fleet provisioning modules to the library fragment, all preloaded", () => { const fragment = loadManifestClosure(join(root, "manifest_provisioning.json")); assert.deepEqual([...listed("manifest_provisioning.json").keys()].filter((name) => !listed("manifest_iotlink.json").has(name)).sort(), names(importGraph("modules/aws/provisioning.ts")).filter((name) => !listed("manifest_iotlink.json").has(name))); assert.deepEqual([...fragment.modules.keys()].filter((name) => !fragment.preload.has(name)), []); });
 test("manifest_jobs.json adds exactly the Jobs client's modules to the library fragment, all preloaded", () => { const fragment = loadManifestClosure(join(root, "manifest_jobs.json")); assert.deepEqual([...listed("manifest_jobs.json").keys()].filter((name) => !listed("manifest_iotlink.json").has(name)).sort(), names(importGraph("modules/aws/jobs.ts")).filter((name) => !listed("manifest_iotlink.json").has(name))); assert.deepEqual([...fragment.modules.keys()].filter((name) => !fragment.preload.has(name)), []); });
 test("manifest_awsiot_jobs.json adds exactly the jobs facade's modules to the facade and Jobs fragments, all preloaded", () => { const fragment = loadManifestClosure(join(root, "manifest_awsiot_jobs.json")); const under = new Set([...listed("manifest_awsiot.json").keys(), ...listed("manifest_jobs.json").keys()]); assert.deepEqual([...listed("manifest_awsiot_jobs.json").keys()].filter((name) => !under.has(name)).sort(), names(importGraph("modules/aws/jobs-moddable.ts")).filter((name) => !under.has(name))); assert.deepEqual([...fragment.modules.keys()].filter((name) => !fragment.preload.has(name)), []); });
+
+test("no preloaded module keeps a RegExp at its top level (XS 13 can crash in a preloaded RegExp's exec: see isWordOf in modules/types.ts)", () => {
+  const closure = loadManifestClosure(join(root, "manifest.json"));
+  const files = [...closure.modules.entries()].filter(([name]) => name !== "main" && closure.preload.has(name)).map(([, source]) => source + ".ts");
+  for (const manifest of ["manifest_awsiot.json", "manifest_websocket.json", "manifest_awsiot_shadow.json", "manifest_awsiot_jobs.json"]) {
+    for (const source of loadManifestClosure(join(root, manifest)).modules.values()) files.push(source + ".ts");
+  }
+  const kept: string[] = [];
+  for (const file of new Set(files)) {
+    readFileSync(file, "utf8").split("\n").forEach((line, index) => {
+      // A pattern literal at the top level (a const, or frozen), not inside a function body.
+      if (/^(export )?const \w+(: [^=]+)? = (Object\.freeze\()?\/[^/*]/.test(line)) kept.push(`${relative(root, file)}:${index + 1}: ${line.trim()}`);
+    });
+  }
+  assert.deepEqual(kept, []);
+});
