@@ -202,6 +202,12 @@ export class FleetProvisioningClient implements TimerUser {
   private readonly waiting = new Uint8Array(2);
   private readonly droppedFlag = new Uint8Array(2);
   private readonly refusedFlag = new Uint8Array(2);
+  /** A reply read but not yet reported (reported from the timer): its status (-1: none), value and failure, per operation. */
+  private readonly laterStatus = new Int8Array(2).fill(-1);
+  private readonly laterValue: (CreatedCertificate | RegisteredThing | undefined)[] = [undefined, undefined];
+  private readonly laterFailure: (ProvisioningFailure | undefined)[] = [undefined, undefined];
+  /** In onReply: complete() keeps the outcome for the timer. */
+  private inReply = false;
   private readonly startedAt = new Float64Array(2);
   private readonly deadlineMs = new Float64Array(2);
   private readonly requestNumber = new Float64Array(2);
@@ -461,11 +467,22 @@ export class FleetProvisioningClient implements TimerUser {
   private onReply(slot: number, message: InboundMessage): void {
     if (message.topic !== this.filters[slot]) return; // another template's, still subscribed until its UNSUBACK
     const operation = slot >> 1;
-    if (this.waiting[operation] === 0) {
+    if (this.waiting[operation] === 0 || this.laterStatus[operation] >= 0) {
       this.stats.unmatched++;
       return;
     }
-    const accepted = (slot & 1) === 0;
+    // The reply is read now (its payload is only valid during this call) and reported from the timer:
+    // what the callback does next (the next request, the key converted and stored) would otherwise sit
+    // on top of the read that delivered it, and the device's stack overflowed there.
+    this.inReply = true;
+    try {
+      this.readReply(operation, (slot & 1) === 0, message);
+    } finally {
+      this.inReply = false;
+    }
+  }
+
+  private readReply(operation: number, accepted: boolean, message: InboundMessage): void {
     let reply: unknown;
     try {
       reply = JSON.parse(textOf(message.payload));
@@ -512,6 +529,13 @@ export class FleetProvisioningClient implements TimerUser {
 
   /** Ends the wait of `operation` and reports it; a request made from the callback may take the slot again. */
   private complete(operation: number, status: ProvisioningStatus, value: CreatedCertificate | RegisteredThing | undefined, failure: ProvisioningFailure | undefined): void {
+    if (this.inReply) {
+      this.laterStatus[operation] = status;
+      this.laterValue[operation] = value;
+      this.laterFailure[operation] = failure;
+      this.client.reschedule();
+      return;
+    }
     this.waiting[operation] = 0;
     const stats = this.stats;
     if (status === ProvisioningStatus.Accepted) stats.accepted++;
@@ -559,6 +583,7 @@ export class FleetProvisioningClient implements TimerUser {
     let due = -1;
     for (let operation = 0; operation < 2; operation++) {
       if (this.waiting[operation] === 0) continue;
+      if (this.laterStatus[operation] >= 0) return 0;
       if (this.droppedFlag[operation] === 1 || this.refusedFlag[operation] === 1) return 0;
       const left = this.deadlineMs[operation] - ((now - this.startedAt[operation]) | 0);
       const ms = left > 0 ? left : 0;
@@ -570,7 +595,15 @@ export class FleetProvisioningClient implements TimerUser {
   onDeadline(now: number): void {
     for (let operation = 0; operation < 2; operation++) {
       if (this.waiting[operation] === 0) continue;
-      if (this.droppedFlag[operation] === 1) this.fail(operation, ProvisioningStatus.Dropped, "the client's offline queue dropped the request (never sent)");
+      const status = this.laterStatus[operation];
+      if (status >= 0) {
+        const value = this.laterValue[operation];
+        const failure = this.laterFailure[operation];
+        this.laterStatus[operation] = -1;
+        this.laterValue[operation] = undefined;
+        this.laterFailure[operation] = undefined;
+        this.complete(operation, status, value, failure);
+      } else if (this.droppedFlag[operation] === 1) this.fail(operation, ProvisioningStatus.Dropped, "the client's offline queue dropped the request (never sent)");
       else if (this.refusedFlag[operation] === 1) {
         const filter = this.filterState[2 * operation] === FILTER_FAILED ? this.filters[2 * operation] : this.filters[2 * operation + 1];
         this.fail(operation, ProvisioningStatus.Refused, "the broker refused the subscription to " + filter + " (the claim policy must allow iot:Subscribe and iot:Receive on it)");

@@ -215,6 +215,26 @@ test("provisioning: CreateKeysAndCertificate subscribes to /accepted and /reject
   ok(reported(c).indexOf(TOKEN) < 0 && reported(c).indexOf(base64(KEY_PKCS1_DER).slice(0, 40)) < 0, "neither the token nor the key in events or failures");
 });
 
+test("provisioning: a reply is reported on a timer turn of its own, not inside the read that delivered it (the device's stack)", () => {
+  const c = scene();
+  c.provisioning.createKeysAndCertificate(c.record);
+  c.s.clock.settle();
+  c.s.broker.publish(CREATE_KEYS_TOPIC + "/accepted", JSON.stringify(CREATED), 1);
+  equal(c.outcomes.length, 0, "not inside the delivery");
+  equal(c.provisioning.pendingCount, 1);
+  c.s.clock.settle();
+  equal(c.outcomes.length, 1);
+  equal(c.outcomes[0].status, "accepted");
+  // A second copy of the reply while the first waits for the timer is not taken for another request.
+  c.provisioning.createKeysAndCertificate(c.record);
+  c.s.clock.settle();
+  c.s.broker.publish(CREATE_KEYS_TOPIC + "/accepted", JSON.stringify(CREATED), 1);
+  c.s.broker.publish(CREATE_KEYS_TOPIC + "/accepted", JSON.stringify(CREATED), 1);
+  c.s.clock.settle();
+  equal(c.outcomes.length, 2);
+  equal(c.provisioning.stats.unmatched, 1);
+});
+
 test("provisioning: a /rejected reply is reported with AWS's statusCode, errorCode and errorMessage, on one line", () => {
   const c = scene();
   c.provisioning.createKeysAndCertificate(c.record);
