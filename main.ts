@@ -312,7 +312,10 @@ function start(identity: Identity | undefined): void {
 
   // transport=websocket is said; the credentials never are.
   log("start", ["client", deviceId, "endpoint", endpoint.host + ":" + port, ...(websocket ? ["transport", "websocket"] : []), "tls", !plaintext, "mutual", mutualTls, "telemetry", telemetryTopic, "commands", commandTopic]);
-  client.connect();
+  // On a turn of its own: the stack budget. connect() makes the TLS socket, whose constructor parses
+  // the CA certificate (the SDK's X509/BER decoding); called here, that sat on top of the module's
+  // body and start()'s frame (and bootIdentity()'s) and took the stack to 317 of 384 slots.
+  Timer.set(() => client.connect(), 0);
 
   let telemetryTimer: Timer | undefined;
 
