@@ -46,7 +46,8 @@ function provisionOnce(options: IdentityBootOptions, ready: (identity: Identity)
   // requests are small, and it asks nothing while offline but the two provisioning requests.
   const claim = new MqttClient({
     clientId: options.claimClientId,
-    transport: options.platform.createTransport(options.claimEndpoint, PROVISIONING_MIN_PACKET_BYTES),
+    // Not resumed by the device's own connection afterwards, which would then present the claim certificate.
+    transport: options.platform.createTransport({ ...options.claimEndpoint, resumeTlsSessions: false }, PROVISIONING_MIN_PACKET_BYTES),
     clock,
     maxPacketBytes: PROVISIONING_MIN_PACKET_BYTES,
     inflightBytes: PROVISIONING_MIN_PACKET_BYTES,
@@ -87,7 +88,8 @@ function provisionOnce(options: IdentityBootOptions, ready: (identity: Identity)
         }
         outcome = device.identity;
         log("provision", ["step", "done", "thing", device.identity.thingName, "certificate", device.certificateId.slice(0, 12)]);
-        finish();
+        // Closing writes UNSUBSCRIBEs and a DISCONNECT: on a turn of its own, not on top of this callback (the stack).
+        later(finish, 0);
       });
     }, 0);
   });

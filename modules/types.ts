@@ -259,6 +259,13 @@ export interface EndpointSettings {
    */
   certificate?: Uint8Array;
   key?: Uint8Array;
+  /**
+   * Whether a reconnect may resume the TLS session (default true). Moddable keeps one session per
+   * server name, whatever the client certificate: false for a connection whose certificate the next
+   * one to that server will not present (fleet provisioning's claim connection), which it would
+   * otherwise resume as the claim.
+   */
+  resumeTlsSessions?: boolean;
   /** Plain TCP, no TLS: only when the user asked for it in so many words. */
   plaintext?: boolean;
 }

@@ -66,6 +66,7 @@ function endpointProblem(endpoint: EndpointSettings): string {
   const problem = hostProblem("endpoint host", host) || wholeNumberProblem("endpoint port", port, 1, 65535);
   if (problem !== "") return problem;
   if (plaintext !== undefined && typeof plaintext !== "boolean") return "plaintext must be true or false";
+  if (endpoint.resumeTlsSessions !== undefined && typeof endpoint.resumeTlsSessions !== "boolean") return "resumeTlsSessions must be true or false";
   if (serverName !== undefined && !isName(serverName)) return "serverName must be a non-empty string when given";
   if (alpn !== undefined && (!Array.isArray(alpn) || alpn.length === 0 || !alpn.every(isName))) return "alpn must be a non-empty list of protocol names";
   for (const [name, value] of [["caResource", caResource], ["certificateResource", certificateResource], ["keyResource", keyResource]] as const) {
@@ -157,6 +158,8 @@ export class SocketTransport implements Transport {
       secure.clientKey = copyBytes(endpoint.key);
     }
     if (endpoint.alpn) secure.applicationLayerProtocolNegotiation = endpoint.alpn;
+    // The SDK's session cache (ssl/cache) is keyed by server name only.
+    if (endpoint.resumeTlsSessions === false) secure.cache = false;
     this.secure = secure;
     return secure;
   }

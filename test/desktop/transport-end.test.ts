@@ -452,3 +452,11 @@ describe("desktop socket modules: close() keeps what write() took, as Moddable's
     });
   }
 });
+
+test("resumeTlsSessions: false asks the SDK's TLS for no session cache (a claim connection's session is never resumed by the device's own); a non-boolean is refused at construction", () => {
+  const endpoint = { host: "localhost", port: 8883, caResource: "ca.der", certificateResource: "device-cert.der", keyResource: "device-key.der" };
+  const secureOptionsOf = (transport: unknown): Record<string, unknown> => (transport as { secureOptions(): Record<string, unknown> }).secureOptions();
+  assert.equal(secureOptionsOf(new host.SocketTransport({ ...endpoint, resumeTlsSessions: false })).cache, false);
+  assert.equal(secureOptionsOf(new host.SocketTransport(endpoint)).cache, undefined, "the SDK's default: resume");
+  assert.throws(() => new host.SocketTransport({ ...endpoint, resumeTlsSessions: "no" as never }), /resumeTlsSessions must be true or false/);
+});
