@@ -330,10 +330,13 @@ class Simulator {
   private startedAt = 0;
   exited = false;
 
-  start(sdk: Sdk, mcso: string, display: string, limitSeconds: number, logFile: string): void {
+  start(sdk: Sdk, mcso: string, display: string, limitSeconds: number, logFile: string, configHome: string): void {
     // timeout(1) stops mcsim even if this process dies; stdbuf keeps its output line-buffered (it is lost otherwise when piped).
+    // mcsim copies mc.so to $XDG_CONFIG_HOME/tech.moddable.mcsim/mc.so and loads that copy: a directory of this run's own
+    // keeps another mcsim (of this tool or not) from overwriting it while it runs.
+    mkdirSync(configHome, { recursive: true });
     this.startedAt = Date.now();
-    const child = track(spawn("timeout", ["-k", "5", String(limitSeconds), "stdbuf", "-oL", join(sdk.bin, "mcsim"), mcso], { env: { ...process.env, DISPLAY: display }, stdio: ["ignore", "pipe", "pipe"] }));
+    const child = track(spawn("timeout", ["-k", "5", String(limitSeconds), "stdbuf", "-oL", join(sdk.bin, "mcsim"), mcso], { env: { ...process.env, DISPLAY: display, XDG_CONFIG_HOME: configHome }, stdio: ["ignore", "pipe", "pipe"] }));
     this.child = child;
     let partial = "";
     const onData = (chunk: Buffer): void => {
@@ -478,7 +481,7 @@ async function runScenario(sdk: Sdk, staged: Staged, driver: Driver, broker: Run
     say(`${staged.name}: ${at()} ${line}`);
   };
   const limitSeconds = 40 + outageSeconds + 45;
-  sim.start(sdk, staged.mcso, display, limitSeconds, join(logs, staged.name + "-mcsim.log"));
+  sim.start(sdk, staged.mcso, display, limitSeconds, join(logs, staged.name + "-mcsim.log"), join(dirname(staged.directory), staged.name + "-mcsim-config"));
   let restartSample = 0;
   let pingSample: number | undefined;
   let outageLine = -1;
