@@ -62,8 +62,10 @@ function provisionOnce(options: IdentityBootOptions, ready: (identity: Identity)
   const finish = (): void => {
     if (finished) return;
     finished = true;
-    provisioning.close();
+    // Disconnect first: the claim session is clean, so its subscriptions go with it, and UNSUBSCRIBEs
+    // sent just before the DISCONNECT had Mosquitto write UNSUBACKs to a closed socket ("Protocol error").
     claim.disconnect();
+    provisioning.close();
   };
   claim.on("error", (error) => log("error", ["code", error.code, "message", error.message]));
   claim.on("restored", () => {
