@@ -91,9 +91,9 @@ const endpoint: EndpointSettings = {
 // creation: 32,768 B of chunks, 2,048 slots, 384 stack slots). The client's buffers are allocated
 // once and live for ever, and the TLS handshake needs about 7 KB of chunks free on top of them:
 // with the client's own defaults (2,048 B packets, 4,096 B in flight, a queue of 8,192 B and 64
-// entries) the app keeps 36 KB and fails its first handshake. These keep about 24 KB (measured in
-// the simulator by `npm run device-memory`; README, "The Moddable simulator"). Raise them together
-// with the creation.
+// entries) the app keeps 36 KB and fails its first handshake. These keep about 22 KB (measured in
+// the simulator by `npm run device-memory`; README, "Memory budget"). Raise them together with the
+// creation.
 const maxPacketBytes = whole("maxPacketBytes", 1024, 64, 131072);
 const queueEntries = whole("queueEntries", 32, 0, 65535);
 // Empty in the manifest, so that queueEntries=0 alone turns the queue off: the default follows it.
@@ -112,7 +112,7 @@ const useShadow = flag("shadow", false);
 const useJobs = flag("jobs", false);
 const FIRMWARE_VERSION = "0.1.0";
 // persist=true: the offline queue is kept in flash (partition iotlinkq), so a reboot loses no queued
-// request (docs/device-app.md, "Flash storage"). provision=<template>: fleet provisioning by claim at
+// request (docs/device-app.md, "Settings"). provision=<template>: fleet provisioning by claim at
 // the first boot, with the claim certificate; the identity it gets is kept in flash (iotlinkid).
 const persist = flag("persist", false);
 const provisionTemplate = text("provision", "");
