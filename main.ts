@@ -141,6 +141,37 @@ function webSocketTransport(): Transport {
   }
 }
 
+/**
+ * The client's settings, read and checked at start: with provision=<template> the client is made only
+ * once provisioned, and a bad setting must stop the app then, not after.
+ */
+const clientSettings = {
+  // For brokers that authenticate with a user name and password (with mutualTls=false, typically); never logged.
+  username: text("username", "") || undefined,
+  password: text("password", "") || undefined,
+  cleanSession: flag("cleanSession", true),
+  keepAliveSeconds: whole("keepAliveSeconds", 60, 0, 65535),
+  connectTimeoutMs: whole("connectTimeoutMs", 30000, 1, 0x7fffffff),
+  operationTimeoutMs,
+  backoff: {
+    baseMs: whole("backoffBaseMs", 1000, 1, 0x7fffffff),
+    maxMs: whole("backoffMaxMs", 32000, 1, 0x7fffffff),
+    stableMs: whole("backoffStableMs", 20000, 1, 0x7fffffff),
+    jitter: flag("backoffJitter", false),
+  },
+  queueEntries,
+  queueBytes,
+  dropPolicy: choice("dropPolicy", "oldest", ["oldest", "newest"]) === "newest" ? DROP_NEWEST : DROP_OLDEST,
+  inflightWindow,
+  // Empty in the manifest: as many bytes as the largest packet (the client's own default is 4,096 at least).
+  inflightBytes: whole("inflightBytes", maxPacketBytes, maxPacketBytes, 0x7fffffff),
+  drainIntervalMs: whole("drainIntervalMs", 500, 0, 0x7fffffff),
+  maxPacketBytes,
+  // The command topic, five shadow reply filters and six of Jobs, with room to spare.
+  maxSubscriptions: 16,
+};
+const thingNameSetting = text("thingName", "");
+
 /** The offline queue's flash journal (persist=true), opened: it may hold requests from before a reboot. */
 function queueJournal(): Journal {
   // Records stay until acknowledged: those in flight count too.
@@ -159,36 +190,14 @@ function start(identity: Identity | undefined): void {
   telemetryTopic = prefix + "/telemetry";
   commandTopic = prefix + "/cmd";
   replyTopic = prefix + "/reply";
-  const thingName = text("thingName", deviceId);
+  const thingName = thingNameSetting || deviceId;
   const deviceEndpoint: EndpointSettings = identity === undefined ? endpoint : { ...endpoint, certificateResource: undefined, keyResource: undefined, certificate: identity.certificate, key: identity.privateKey };
   client = new MqttClient({
+    ...clientSettings,
     clientId: deviceId,
     transport: websocket ? webSocketTransport() : moddablePlatform.createTransport(deviceEndpoint, maxPacketBytes),
     clock,
-    // For brokers that authenticate with a user name and password (with mutualTls=false, typically); never logged.
-    username: text("username", "") || undefined,
-    password: text("password", "") || undefined,
-    cleanSession: flag("cleanSession", true),
-    keepAliveSeconds: whole("keepAliveSeconds", 60, 0, 65535),
-    connectTimeoutMs: whole("connectTimeoutMs", 30000, 1, 0x7fffffff),
-    operationTimeoutMs,
-    backoff: {
-      baseMs: whole("backoffBaseMs", 1000, 1, 0x7fffffff),
-      maxMs: whole("backoffMaxMs", 32000, 1, 0x7fffffff),
-      stableMs: whole("backoffStableMs", 20000, 1, 0x7fffffff),
-      jitter: flag("backoffJitter", false),
-    },
-    queueEntries,
-    queueBytes,
     persist: persist ? queueJournal() : undefined,
-    dropPolicy: choice("dropPolicy", "oldest", ["oldest", "newest"]) === "newest" ? DROP_NEWEST : DROP_OLDEST,
-    inflightWindow,
-    // Empty in the manifest: as many bytes as the largest packet (the client's own default is 4,096 at least).
-    inflightBytes: whole("inflightBytes", maxPacketBytes, maxPacketBytes, 0x7fffffff),
-    drainIntervalMs: whole("drainIntervalMs", 500, 0, 0x7fffffff),
-    maxPacketBytes,
-    // The command topic, five shadow reply filters and six of Jobs, with room to spare.
-    maxSubscriptions: 16,
   });
 
   const startedAt = clock.now();
