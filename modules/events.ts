@@ -31,6 +31,58 @@ const RECORDS = 32;
 
 type Listener = (first: unknown, second: unknown, third: unknown) => void;
 
+/**
+ * The `error` listeners of a layer over the client (Shadow, Jobs, provisioning): a fixed list of
+ * LISTENERS_PER_EVENT, which on() fills and off() empties, as the client's own events.
+ */
+export type ErrorListeners = (((error: IoTLinkError) => void) | undefined)[];
+
+export function newErrorListeners(): ErrorListeners {
+  return [undefined, undefined, undefined, undefined];
+}
+
+/** A layer's on(event, listener): only "error" exists; a listener added twice is added once. */
+export function addErrorListener(listeners: ErrorListeners, event: unknown, listener: unknown): void {
+  if (event !== "error") throw invalid("unknown event " + shown(event) + "; the event is error");
+  if (typeof listener !== "function") throw invalid("a listener for error must be a function, got " + shown(listener));
+  if (listeners.indexOf(listener as (error: IoTLinkError) => void) >= 0) return;
+  const free = listeners.indexOf(undefined);
+  if (free < 0) throw new IoTLinkError(ErrorCode.NotAccepted, "event error has " + LISTENERS_PER_EVENT + " listeners already; remove one with off()");
+  listeners[free] = listener as (error: IoTLinkError) => void;
+}
+
+/** A layer's off(event, listener). */
+export function removeErrorListener(listeners: ErrorListeners, event: unknown, listener: unknown): void {
+  const index = event === "error" ? listeners.indexOf(listener as (error: IoTLinkError) => void) : -1;
+  if (index >= 0) listeners[index] = undefined;
+}
+
+/**
+ * Calls a layer's user callback; if it throws, reports "a callback threw: <message>" (the message
+ * passed through `clean`, which cuts secrets out) to the error listeners. Returns how many calls threw:
+ * the callback's and the listeners'.
+ */
+export function callUserCode(listeners: ErrorListeners, clean: ((text: string) => string) | undefined, callback: (first: unknown, second: unknown, third: unknown) => void, first: unknown, second: unknown, third: unknown): number {
+  try {
+    callback(first, second, third);
+    return 0;
+  } catch (thrown) {
+    const text = thrown instanceof Error ? thrown.message : String(thrown);
+    const error = new IoTLinkError(ErrorCode.Callback, "a callback threw: " + (clean === undefined ? text : clean(text)));
+    let threw = 1;
+    for (let i = 0; i < listeners.length; i++) {
+      const listener = listeners[i];
+      if (listener === undefined) continue;
+      try {
+        listener(error);
+      } catch {
+        threw++;
+      }
+    }
+    return threw;
+  }
+}
+
 export class Events {
   /** `callbackErrors` counts calls to user code that threw (each also reported as an `error` event). */
   constructor(private readonly counters: { callbackErrors: number }) {}

@@ -28,6 +28,7 @@
 import type { InboundMessage, MqttClient } from "../client";
 import { AckStatus, ErrorCode, invalid, IoTLinkError, isWordOf, shown, type TimerUser, unknownNameProblem, wholeNumber } from "../types";
 import { certificateDerProblem, type Identity, pemMaxDerBytes, pemToDer, privateKeyToPkcs8Der } from "./identity";
+import { addErrorListener, callUserCode, type ErrorListeners, newErrorListeners, removeErrorListener } from "../events";
 import { textOf } from "./json";
 
 /**
@@ -229,7 +230,9 @@ export class FleetProvisioningClient implements TimerUser {
   /** The template whose reply topics are (being) subscribed. */
   private templateName = "";
 
-  private readonly errorListeners: (((error: IoTLinkError) => void) | undefined)[] = [undefined, undefined, undefined, undefined];
+  private readonly errorListeners: ErrorListeners = newErrorListeners();
+  /** Cuts the secrets under way out of a callback's error message. */
+  private readonly cleanMessage = (text: string): string => oneLine(text, this.flowToken || this.registerToken, this.flowKey);
   private closed = false;
 
   constructor(client: MqttClient, options: ProvisioningOptions = {}) {
@@ -261,19 +264,12 @@ export class FleetProvisioningClient implements TimerUser {
 
   /** Adds a listener for `error` (a callback of yours threw: code callback-error); up to 4. */
   on(event: "error", listener: (error: IoTLinkError) => void): this {
-    if (event !== "error") throw invalid("unknown event " + shown(event) + "; the event is error");
-    if (typeof listener !== "function") throw invalid("a listener for error must be a function, got " + shown(listener));
-    const listeners = this.errorListeners;
-    if (listeners.indexOf(listener) >= 0) return this;
-    const free = listeners.indexOf(undefined);
-    if (free < 0) throw new IoTLinkError(ErrorCode.NotAccepted, "event error has 4 listeners already; remove one with off()");
-    listeners[free] = listener;
+    addErrorListener(this.errorListeners, event, listener);
     return this;
   }
 
   off(event: "error", listener: (error: IoTLinkError) => void): this {
-    const index = event === "error" ? this.errorListeners.indexOf(listener) : -1;
-    if (index >= 0) this.errorListeners[index] = undefined;
+    removeErrorListener(this.errorListeners, event, listener);
     return this;
   }
 
@@ -558,23 +554,9 @@ export class FleetProvisioningClient implements TimerUser {
 
   /** Calls a callback of the user's; a throw is counted and reported to the `error` listeners, secrets cut out. */
   private call(callback: (...args: never[]) => void, first: unknown, second: unknown, third: unknown): void {
-    try {
-      (callback as (a: unknown, b: unknown, c: unknown) => void)(first, second, third);
-    } catch (thrown) {
-      this.stats.callbackErrors++;
-      const text = thrown instanceof Error ? thrown.message : String(thrown);
-      const error = new IoTLinkError(ErrorCode.Callback, "a callback threw: " + oneLine(text, this.flowToken || this.registerToken, this.flowKey));
-      const listeners = this.errorListeners;
-      for (let i = 0; i < listeners.length; i++) {
-        const listener = listeners[i];
-        if (listener === undefined) continue;
-        try {
-          listener(error);
-        } catch {
-          this.stats.callbackErrors++;
-        }
-      }
-    }
+    // Counted after the call: a callback may itself report (nested calls), and `+=` would read the count first.
+    const threw = callUserCode(this.errorListeners, this.cleanMessage, callback as (a: unknown, b: unknown, c: unknown) => void, first, second, third);
+    this.stats.callbackErrors += threw;
   }
 
   // ---------------------------------------------------------------- deadlines (TimerUser)

@@ -27,6 +27,7 @@
 
 import type { InboundMessage, MqttClient } from "../client";
 import { Accepted, AckStatus, ErrorCode, invalid, IoTLinkError, isWordOf, shown, type TimerUser, wholeNumber } from "../types";
+import { addErrorListener, callUserCode, type ErrorListeners, newErrorListeners, removeErrorListener } from "../events";
 import { ReplyFields, writeAscii, writeDecimal } from "./json";
 
 /** The outcome a request's callback is given. */
@@ -134,7 +135,6 @@ export interface LayerOptions {
   clientTokenPrefix?: string;
 }
 
-const ERROR_LISTENERS = 4;
 const BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz";
 
 function randomPrefix(seed: number): string {
@@ -171,7 +171,7 @@ export abstract class ReplyLayer implements TimerUser {
   private readonly small: Uint16Array;
   /** Each pending slot's callback. */
   private readonly callbacks: (((...args: never[]) => void) | undefined)[];
-  private readonly errorListeners: (((error: IoTLinkError) => void) | undefined)[] = [undefined, undefined, undefined, undefined];
+  private readonly errorListeners: ErrorListeners = newErrorListeners();
   /** The one function the client is given: the listener of message, restored and error, and the acknowledgement callback of every request (see onClientCall). */
   private readonly clientCallback: (first?: unknown, second?: number) => void;
   private waiting = 0;
@@ -229,19 +229,12 @@ export abstract class ReplyLayer implements TimerUser {
 
   /** Adds a listener for `error` (a callback of yours threw: code callback-error); up to 4. */
   on(event: "error", listener: (error: IoTLinkError) => void): this {
-    if (event !== "error") throw invalid("unknown event " + shown(event) + "; the event is error");
-    if (typeof listener !== "function") throw invalid("a listener for error must be a function, got " + shown(listener));
-    const listeners = this.errorListeners;
-    if (listeners.indexOf(listener) >= 0) return this;
-    const free = listeners.indexOf(undefined);
-    if (free < 0) throw new IoTLinkError(ErrorCode.NotAccepted, "event error has " + ERROR_LISTENERS + " listeners already; remove one with off()");
-    listeners[free] = listener;
+    addErrorListener(this.errorListeners, event, listener);
     return this;
   }
 
   off(event: "error", listener: (error: IoTLinkError) => void): this {
-    const index = event === "error" ? this.errorListeners.indexOf(listener) : -1;
-    if (index >= 0) this.errorListeners[index] = undefined;
+    removeErrorListener(this.errorListeners, event, listener);
     return this;
   }
 
@@ -653,22 +646,9 @@ export abstract class ReplyLayer implements TimerUser {
 
   /** Calls a callback of the user's; a throw is counted and reported to the `error` listeners. */
   protected call(callback: (first: unknown, second: unknown, third: unknown) => void, first: unknown, second: unknown, third: unknown): void {
-    try {
-      callback(first, second, third);
-    } catch (thrown) {
-      this.stats.callbackErrors++;
-      const error = new IoTLinkError(ErrorCode.Callback, "a callback threw: " + (thrown instanceof Error ? thrown.message : String(thrown)));
-      const listeners = this.errorListeners;
-      for (let i = 0; i < listeners.length; i++) {
-        const listener = listeners[i];
-        if (listener === undefined) continue;
-        try {
-          listener(error);
-        } catch {
-          this.stats.callbackErrors++;
-        }
-      }
-    }
+    // Counted after the call: a callback may itself report (nested calls), and `+=` would read the count first.
+    const threw = callUserCode(this.errorListeners, undefined, callback, first, second, third);
+    this.stats.callbackErrors += threw;
   }
 
   /** Writes {"clientToken":"<token>"} at 0 in `target`; returns its length. */
