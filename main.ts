@@ -11,7 +11,7 @@ import { Journal } from "./modules/storage/journal";
 import { ModdableFlashDevice } from "./hosts/moddable/flash-device";
 import { MqttClient, type InboundMessage } from "./modules/client";
 import { formatLogLine } from "./modules/logline";
-import { ACK_STATUS_NAMES, AckStatus, DROP_NEWEST, DROP_OLDEST, type EndpointSettings, State, type Transport } from "./modules/types";
+import { ACK_STATUS_NAMES, AckStatus, DROP_NEWEST, DROP_OLDEST, type EndpointSettings, isWordOf, State, type Transport } from "./modules/types";
 import { moddablePlatform } from "./hosts/moddable/platform";
 import { createWebSocketTransport } from "./hosts/moddable/websocket";
 
@@ -117,6 +117,8 @@ const FIRMWARE_VERSION = "0.1.0";
 const persist = flag("persist", false);
 const provisionTemplate = text("provision", "");
 if (provisionTemplate !== "" && (websocket || plaintext || !mutualTls)) throw new Error("config provision=" + provisionTemplate + " needs mutual TLS (the claim certificate): not with transport=websocket, plaintext or mutualTls=false");
+// AWS's rule for a template name, checked now rather than when the claim connection is up.
+if (provisionTemplate !== "" && !isWordOf(provisionTemplate, 1, 36, "_-")) throw new Error("config provision must be a template name of 1 to 36 of A-Z a-z 0-9 _ -, got " + provisionTemplate);
 const clock = moddablePlatform.createClock();
 
 /**

@@ -115,6 +115,7 @@ describe("npm start: the embedded broker and the app", () => {
       [{ IOTLINK_CONFIG_backoffJitter: "yes" }, "IOTLINK_CONFIG_backoffJitter=yes: config backoffJitter must be true or false, got yes"],
       [{ IOTLINK_CONFIG_dropPolicy: "newst" }, "IOTLINK_CONFIG_dropPolicy=newst: config dropPolicy must be one of oldest, newest, got newst"],
       [{ IOTLINK_CONFIG_mutualTls: "false", IOTLINK_CONFIG_keyResource: "k.der" }, "IOTLINK_CONFIG_mutualTls=false: config mutualTls=false takes no certificateResource or keyResource"],
+      [{ IOTLINK_CONFIG_provision: "my fleet" }, "IOTLINK_CONFIG_provision=my fleet: config provision must be a template name of 1 to 36 of A-Z a-z 0-9 _ -, got my fleet"],
     ];
     for (const [env, line] of cases) {
       const result = await runScript("start", ["--certs", pki, "--quiet"], { env, timeoutMs: 30_000 });
